@@ -1,0 +1,127 @@
+import type { LockHolder, LockType } from './types.js';
+
+/** Context every locksmith error may carry. */
+export interface LockErrorDetails {
+  id?: string;
+  path?: string;
+  cause?: unknown;
+}
+
+/** Base class of every error locksmith throws; `code` is stable and documented. */
+export class LockError extends Error {
+  readonly code: string;
+  readonly id: string | undefined;
+  readonly path: string | undefined;
+
+  constructor(message: string, code = 'ELOCK', details: LockErrorDetails = {}) {
+    super(message, details.cause === undefined ? undefined : { cause: details.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.id = details.id;
+    this.path = details.path;
+  }
+}
+
+/** The wait ran out before the lock could be granted. */
+export class LockTimeoutError extends LockError {
+  readonly type: LockType;
+  /** How long the caller waited, in milliseconds. */
+  readonly waitedMs: number;
+  /** Who held the lock when the wait gave up (best effort). */
+  readonly holders: LockHolder[];
+
+  constructor(id: string, type: LockType, waitedMs: number, holders: LockHolder[], path?: string) {
+    const who = holders.length > 0 ? `held by ${holders.map(describeHolder).join('; ')}` : 'held';
+    super(
+      `timed out after ${Math.round(waitedMs)} ms waiting for ${type === 'exclusive' ? 'an' : 'a'} ${type} lock on '${id}': ${who}`,
+      'ELOCKTIMEOUT',
+      { id, path },
+    );
+    this.type = type;
+    this.waitedMs = waitedMs;
+    this.holders = holders;
+  }
+}
+
+/** The wait was cancelled through its AbortSignal; `cause` is the signal's reason. */
+export class LockAbortedError extends LockError {
+  constructor(id: string, type: LockType, reason: unknown) {
+    super(
+      `wait for ${type === 'exclusive' ? 'an' : 'a'} ${type} lock on '${id}' was aborted`,
+      'ELOCKABORTED',
+      { id, cause: reason },
+    );
+  }
+}
+
+/** A shared holder asked for the exclusive lock on the same id in the same call chain. */
+export class LockUpgradeError extends LockError {
+  constructor(id: string) {
+    super(
+      `cannot take an exclusive lock on '${id}' while this call chain holds it shared: ` +
+        'upgrading can deadlock; release the shared lock first or take it exclusive from the start',
+      'ELOCKUPGRADE',
+      { id },
+    );
+  }
+}
+
+/** The id is not a non-empty string. */
+export class InvalidLockIdError extends LockError {
+  constructor(id: unknown) {
+    const shown = typeof id === 'string' ? "''" : `a ${id === null ? 'null' : typeof id}`;
+    super(`lock id must be a non-empty string, got ${shown}`, 'ELOCKID');
+  }
+}
+
+/** An option has a wrong type or value. */
+export class InvalidOptionError extends LockError {
+  constructor(message: string) {
+    super(message, 'ELOCKOPTION');
+  }
+}
+
+/** The manager was closed; nothing more can be acquired through it. */
+export class LockManagerClosedError extends LockError {
+  constructor(id?: string) {
+    super(
+      id === undefined
+        ? 'the lock manager is closed'
+        : `the lock manager was closed while waiting for '${id}'`,
+      'ELOCKCLOSED',
+      { id },
+    );
+  }
+}
+
+/** Something at a lock path is not what locksmith created there (a symlink, a FIFO, a directory). */
+export class UnsafeLockFileError extends LockError {
+  constructor(message: string, path: string, id?: string, cause?: unknown) {
+    super(message, 'ELOCKUNSAFE', { id, path, cause });
+  }
+}
+
+/**
+ * An operating-system error on a lock file or directory (permissions, read-only or full
+ * file system, out of descriptors, missing root). `cause` is the original error, `errno`
+ * its code.
+ */
+export class LockFileError extends LockError {
+  readonly errno: string | undefined;
+  readonly syscall: string | undefined;
+
+  constructor(message: string, path: string, cause: NodeJS.ErrnoException, id?: string) {
+    super(message, 'ELOCKFILE', { id, path, cause });
+    this.errno = cause.code;
+    this.syscall = cause.syscall;
+  }
+}
+
+/** One line about a holder, for error messages and the CLI. */
+export function describeHolder(h: LockHolder): string {
+  const parts = [`${h.type} by ${h.user ?? 'unknown user'}`];
+  if (h.pid !== null) parts.push(`pid ${h.pid}`);
+  if (h.hostname !== null) parts.push(`on ${h.hostname}`);
+  if (h.acquiredAt !== null) parts.push(`since ${h.acquiredAt}`);
+  return parts.join(', ');
+}

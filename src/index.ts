@@ -1,0 +1,24 @@
+export {
+  describeHolder,
+  InvalidLockIdError,
+  InvalidOptionError,
+  LockAbortedError,
+  LockError,
+  LockFileError,
+  LockManagerClosedError,
+  LockTimeoutError,
+  LockUpgradeError,
+  UnsafeLockFileError,
+} from './errors.js';
+export { LockHandle } from './handle.js';
+export { channels } from './log.js';
+export { LockManager } from './manager.js';
+export type { AcquireOptions, LockManagerOptions } from './options.js';
+export {
+  type CleanupResult,
+  type HolderInfo,
+  type LockHolder,
+  type LockStatus,
+  LockType,
+  type Logger,
+} from './types.js';

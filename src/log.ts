@@ -1,0 +1,43 @@
+/**
+ * Where locksmith reports what it does: the `logger` option (pino's shape),
+ * `NODE_DEBUG=locksmith`, and diagnostics_channel for tracing and metrics.
+ */
+import diagnostics_channel from 'node:diagnostics_channel';
+import { debuglog } from 'node:util';
+import type { Logger } from './types.js';
+
+const debug = debuglog('locksmith');
+
+/**
+ * Channels, each published only when someone subscribes. Messages carry `id`, `type` and,
+ * where it applies, `waitedMs` (acquire, timeout, abort) or `heldMs` (release).
+ */
+export const channels = {
+  acquire: diagnostics_channel.channel('locksmith:acquire'),
+  release: diagnostics_channel.channel('locksmith:release'),
+  wait: diagnostics_channel.channel('locksmith:wait'),
+  timeout: diagnostics_channel.channel('locksmith:timeout'),
+  abort: diagnostics_channel.channel('locksmith:abort'),
+} as const;
+
+export class Log {
+  readonly #logger: Logger | undefined;
+
+  constructor(logger: Logger | undefined) {
+    this.#logger = logger;
+  }
+
+  get debugEnabled(): boolean {
+    return this.#logger?.debug !== undefined || debug.enabled;
+  }
+
+  debug(obj: object, msg: string): void {
+    this.#logger?.debug?.(obj, msg);
+    if (debug.enabled) debug('%s %j', msg, obj);
+  }
+
+  warn(obj: object, msg: string): void {
+    this.#logger?.warn?.(obj, msg);
+    if (debug.enabled) debug('WARN %s %j', msg, obj);
+  }
+}

@@ -1,0 +1,487 @@
+/**
+ * LockManager: named shared/exclusive locks for the tasks of one thread, arbitrated with
+ * every other thread, process and user through an engine (flock on lock files).
+ *
+ * Two levels. Inside a manager, each id has a FIFO queue of waiters and a count of
+ * holders; a grant that the engine lock already covers is made in memory, with no system
+ * call. Towards the engine, the manager holds at most one lock per id, in the mode that
+ * covers all its holders (exclusive if any holder is exclusive). Worker threads each run
+ * their own manager, so the engine arbitrates between them.
+ *
+ * The queue is strict FIFO: a waiting exclusive request is not jumped by shared requests
+ * that arrive after it, so in-process writers are never starved by readers.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { join, resolve } from 'node:path';
+import { threadId } from 'node:worker_threads';
+import type { Engine, EngineLock, HolderFacts } from './backend/engine.js';
+import { FileEngine } from './backend/file.js';
+import {
+  InvalidOptionError,
+  LockAbortedError,
+  LockManagerClosedError,
+  LockTimeoutError,
+  LockUpgradeError,
+} from './errors.js';
+import { LockHandle } from './handle.js';
+import { validateId } from './ids.js';
+import { channels, Log } from './log.js';
+import {
+  type AcquireOptions,
+  checkAcquireOptions,
+  checkManagerOptions,
+  checkType,
+  type LockManagerOptions,
+} from './options.js';
+import { currentIdentity } from './sys/users.js';
+import { isPromise, setLongTimeout } from './timer.js';
+import { type CleanupResult, type LockStatus, LockType } from './types.js';
+
+interface Waiter {
+  readonly type: LockType;
+  readonly options: AcquireOptions;
+  /** timeout 0: one attempt, never queued behind anyone. */
+  readonly oneShot: boolean;
+  readonly startedAt: number;
+  settled: boolean;
+  resolve(handle: LockHandle): void;
+  reject(error: unknown): void;
+  /** Cancels the waiter's timer and abort listener. */
+  dispose(): void;
+}
+
+class IdState {
+  engineLock: EngineLock | null = null;
+  shared = 0;
+  exclusive = false;
+  queue: Waiter[] = [];
+  pumping = false;
+  /** Ends the pump's current engine wait early. */
+  wake: (() => void) | null = null;
+
+  constructor(readonly id: string) {}
+
+  get idle(): boolean {
+    return this.shared === 0 && !this.exclusive;
+  }
+
+  /** Can `type` be granted now without asking the engine? */
+  covers(type: LockType): boolean {
+    if (this.engineLock === null || this.exclusive) return false;
+    if (type === LockType.SHARED) return true;
+    return this.shared === 0 && this.engineLock.mode === LockType.EXCLUSIVE;
+  }
+}
+
+type Callback<T> = (handle: LockHandle) => T | Promise<T>;
+
+export class LockManager implements AsyncDisposable {
+  /** The absolute root directory this manager locks in. */
+  readonly root: string;
+  readonly #engine: Engine;
+  readonly #defaultTimeout: number;
+  readonly #cleanupOnStart: boolean;
+  readonly #metadata: boolean;
+  readonly #user: string;
+  readonly #log: Log;
+  readonly #states = new Map<string, IdState>();
+  readonly #handles = new Set<LockHandle>();
+  /** The locks the current async call chain holds through withLock, by id. */
+  readonly #context = new AsyncLocalStorage<ReadonlyMap<string, LockHandle>>();
+  #ready: Promise<void> | null = null;
+  #initialized = false;
+  #closed = false;
+
+  /**
+   * @param root  directory whose `.locks/` subdirectory holds the lock files; it must exist.
+   */
+  constructor(root: string, options?: LockManagerOptions) {
+    const o = checkManagerOptions(root, options);
+    this.root = resolve(root);
+    this.#engine = new FileEngine(
+      this.root,
+      o.lockDir === undefined ? join(this.root, '.locks') : resolve(o.lockDir),
+    );
+    this.#defaultTimeout = o.defaultTimeout ?? 30_000;
+    this.#cleanupOnStart = o.cleanupOnStart ?? true;
+    this.#metadata = o.metadata ?? true;
+    this.#user = o.user ?? currentIdentity().user;
+    this.#log = new Log(o.logger);
+  }
+
+  #init(): Promise<void> {
+    this.#ready ??= (async () => {
+      await this.#engine.init();
+      if (this.#cleanupOnStart) {
+        try {
+          const result = await this.#engine.cleanup();
+          this.#log.debug({ ...result }, 'stale lock cleanup on start');
+        } catch (err) {
+          this.#log.warn({ err }, 'stale lock cleanup on start failed');
+        }
+      }
+      this.#initialized = true;
+    })().catch((err: unknown) => {
+      this.#ready = null;
+      throw err;
+    });
+    return this.#ready;
+  }
+
+  /**
+   * Waits for the lock on `id` and returns its handle.
+   * @throws LockTimeoutError when `timeout` (ms) runs out, LockAbortedError when `signal`
+   *   aborts, LockUpgradeError for exclusive-inside-shared on the same id in one call chain,
+   *   LockFileError/UnsafeLockFileError for file system problems.
+   */
+  async acquire(id: string, type: LockType, options?: AcquireOptions): Promise<LockHandle> {
+    validateId(id);
+    checkType(type);
+    const opts = checkAcquireOptions(options);
+    const timeout = opts.timeout ?? this.#defaultTimeout;
+    if (this.#closed) throw new LockManagerClosedError();
+    const outer = this.#context.getStore()?.get(id);
+    if (outer !== undefined && !outer.released) {
+      if (outer.type === LockType.EXCLUSIVE || type === LockType.SHARED) {
+        return new LockHandle(id, type, true, () => Promise.resolve());
+      }
+      throw new LockUpgradeError(id);
+    }
+    if (opts.signal?.aborted) throw new LockAbortedError(id, type, opts.signal.reason);
+    if (!this.#initialized) await this.#init();
+    if (this.#closed) throw new LockManagerClosedError();
+    return this.#enqueue(this.#stateOf(id), type, opts, timeout);
+  }
+
+  /** One attempt: the handle, or null if someone else holds a conflicting lock. */
+  async tryAcquire(
+    id: string,
+    type: LockType,
+    options?: Omit<AcquireOptions, 'timeout'>,
+  ): Promise<LockHandle | null> {
+    try {
+      return await this.acquire(id, type, { ...checkAcquireOptions(options), timeout: 0 });
+    } catch (err) {
+      if (err instanceof LockTimeoutError) return null;
+      throw err;
+    }
+  }
+
+  /**
+   * Runs `fn` while holding the lock and returns its result. The lock is released however
+   * `fn` ends; `fn`'s own error is rethrown unchanged. Nested `withLock`/`acquire` calls on
+   * the same id inside `fn` are reentrant (exclusive covers both modes, shared covers
+   * shared); asking for exclusive inside shared throws LockUpgradeError at once.
+   */
+  withLock<T>(id: string, type: LockType, fn: Callback<T>): Promise<T>;
+  withLock<T>(id: string, type: LockType, options: AcquireOptions, fn: Callback<T>): Promise<T>;
+  async withLock<T>(
+    id: string,
+    type: LockType,
+    optionsOrFn: AcquireOptions | Callback<T>,
+    maybeFn?: Callback<T>,
+  ): Promise<T> {
+    const [options, fn] =
+      typeof optionsOrFn === 'function' ? [undefined, optionsOrFn] : [optionsOrFn, maybeFn];
+    if (typeof fn !== 'function')
+      throw new InvalidOptionError('withLock needs a callback function');
+    const handle = await this.acquire(id, type, options);
+    const chain = new Map(this.#context.getStore());
+    if (!handle.reentrant) chain.set(id, handle);
+    let result: T;
+    try {
+      result = await this.#context.run(chain, fn, handle);
+    } catch (err) {
+      await handle.release().catch((releaseErr: unknown) => {
+        this.#log.warn({ id, err: releaseErr }, 'release after a failed callback failed');
+      });
+      throw err;
+    }
+    await handle.release();
+    return result;
+  }
+
+  /** Who holds `id` now, proven live by the kernel. */
+  async getLockStatus(id: string): Promise<LockStatus> {
+    validateId(id);
+    await this.#init();
+    return this.#engine.status(id);
+  }
+
+  /** Every id that has a lock file or a holder, with its status. */
+  async listLocks(): Promise<LockStatus[]> {
+    await this.#init();
+    return this.#engine.list();
+  }
+
+  /** Removes lock files and records nobody holds; never disturbs a held lock. */
+  async cleanupStaleLocks(): Promise<CleanupResult> {
+    await this.#init();
+    return this.#engine.cleanup();
+  }
+
+  /** Rejects every wait of this manager and releases every lock it holds. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const state of this.#states.values()) {
+      for (const waiter of state.queue.splice(0)) {
+        waiter.settled = true;
+        waiter.dispose();
+        waiter.reject(new LockManagerClosedError(state.id));
+      }
+      state.wake?.();
+    }
+    await Promise.all([...this.#handles].map((h) => h.release()));
+    for (const state of this.#states.values()) this.#settleIdle(state);
+    await this.#engine.close();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  #stateOf(id: string): IdState {
+    let state = this.#states.get(id);
+    if (state === undefined) {
+      state = new IdState(id);
+      this.#states.set(id, state);
+    }
+    return state;
+  }
+
+  #enqueue(
+    state: IdState,
+    type: LockType,
+    opts: AcquireOptions,
+    timeout: number,
+  ): Promise<LockHandle> {
+    return new Promise<LockHandle>((resolvePromise, rejectPromise) => {
+      const oneShot = timeout === 0;
+      let cancelTimer: (() => void) | null = null;
+      const onAbort = () => this.#drop(state, waiter, 'abort');
+      const waiter: Waiter = {
+        type,
+        options: opts,
+        oneShot,
+        startedAt: performance.now(),
+        settled: false,
+        resolve: resolvePromise,
+        reject: rejectPromise,
+        dispose: () => {
+          cancelTimer?.();
+          opts.signal?.removeEventListener('abort', onAbort);
+        },
+      };
+      if (oneShot && state.queue.length > 0) {
+        // Granting it would jump the queue; one attempt means no waiting either.
+        waiter.settled = true;
+        this.#rejectTimeout(state, waiter);
+        return;
+      }
+      state.queue.push(waiter);
+      if (!oneShot && timeout !== Number.POSITIVE_INFINITY) {
+        cancelTimer = setLongTimeout(() => this.#drop(state, waiter, 'timeout'), timeout);
+      }
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      if (this.#log.debugEnabled) this.#log.debug({ id: state.id, type, timeout }, 'lock attempt');
+      void this.#pump(state);
+    });
+  }
+
+  /**
+   * Grants what can be granted, in queue order. Runs at most once per id at a time; while
+   * it waits on the engine, other calls just wake it.
+   */
+  async #pump(state: IdState): Promise<void> {
+    if (state.pumping) {
+      state.wake?.();
+      return;
+    }
+    state.pumping = true;
+    let attempt = 0;
+    try {
+      for (;;) {
+        this.#grantCovered(state);
+        const head = state.queue[0];
+        if (head === undefined || this.#closed) break;
+        if (!state.idle) {
+          // Blocked by holders in this manager; their release pumps again.
+          if (!head.oneShot) break;
+          this.#drop(state, head, 'timeout');
+          continue;
+        }
+        if (state.engineLock !== null) {
+          // Held shared with no holders left, while the head wants exclusive. Converting in
+          // place is not atomic either (Linux drops the lock first), so let go and retry.
+          const lock = state.engineLock;
+          state.engineLock = null;
+          await this.#unlockEngine(lock);
+          continue;
+        }
+        let lock: EngineLock | null;
+        try {
+          const attemptResult = this.#engine.tryLock(state.id, head.type);
+          lock = isPromise(attemptResult) ? await attemptResult : attemptResult;
+        } catch (err) {
+          this.#drop(state, head, err);
+          continue;
+        }
+        if (lock !== null) {
+          state.engineLock = lock;
+          attempt = 0;
+          continue;
+        }
+        if (head.oneShot) {
+          this.#drop(state, head, 'timeout');
+          continue;
+        }
+        if (attempt === 0) this.#publishWait(state, head);
+        await this.#waitForChange(state, attempt++);
+      }
+    } finally {
+      state.pumping = false;
+      this.#settleIdle(state);
+    }
+  }
+
+  async #waitForChange(state: IdState, attempt: number): Promise<void> {
+    const controller = new AbortController();
+    state.wake = () => controller.abort();
+    try {
+      await this.#engine.waitForChange(state.id, attempt, controller.signal);
+    } finally {
+      state.wake = null;
+    }
+  }
+
+  #grantCovered(state: IdState): void {
+    while (!this.#closed) {
+      const head = state.queue[0];
+      if (head === undefined || !state.covers(head.type)) return;
+      state.queue.shift();
+      this.#grant(state, head);
+    }
+  }
+
+  #grant(state: IdState, waiter: Waiter): void {
+    waiter.settled = true;
+    waiter.dispose();
+    const lock = state.engineLock as EngineLock;
+    const { type } = waiter;
+    if (type === LockType.SHARED) state.shared++;
+    else state.exclusive = true;
+    const waitedMs = performance.now() - waiter.startedAt;
+    let token: unknown = null;
+    if (this.#metadata) {
+      const me = currentIdentity();
+      const facts: HolderFacts = {
+        type,
+        user: waiter.options.user ?? this.#user,
+        pid: process.pid,
+        hostname: me.host,
+        threadId,
+        acquiredAt: new Date().toISOString(),
+      };
+      if (waiter.options.info !== undefined) facts.info = waiter.options.info;
+      try {
+        // Locks stay usable without metadata: status then shows the holder from the kernel.
+        token = this.#engine.addHolder(lock, facts);
+      } catch (err) {
+        this.#log.warn(
+          { id: state.id, err },
+          'could not write holder record; lock granted without it',
+        );
+      }
+    }
+    const handle: LockHandle = new LockHandle(state.id, type, false, () =>
+      this.#release(state, handle, token),
+    );
+    this.#handles.add(handle);
+    if (this.#log.debugEnabled) this.#log.debug({ id: state.id, type, waitedMs }, 'lock granted');
+    if (channels.acquire.hasSubscribers) channels.acquire.publish({ id: state.id, type, waitedMs });
+    waiter.resolve(handle);
+  }
+
+  async #release(state: IdState, handle: LockHandle, token: unknown): Promise<void> {
+    this.#handles.delete(handle);
+    if (token !== null) {
+      try {
+        const removed = this.#engine.removeHolder(state.engineLock as EngineLock, token);
+        if (isPromise(removed)) await removed;
+      } catch (err) {
+        this.#log.warn({ id: state.id, err }, 'could not remove holder record');
+      }
+    }
+    if (handle.type === LockType.SHARED) state.shared--;
+    else state.exclusive = false;
+    const heldMs = Date.now() - handle.acquiredAt.getTime();
+    if (this.#log.debugEnabled)
+      this.#log.debug({ id: state.id, type: handle.type, heldMs }, 'lock released');
+    if (channels.release.hasSubscribers)
+      channels.release.publish({ id: state.id, type: handle.type, heldMs });
+    if (!state.idle) return;
+    if (state.queue.length > 0 && !this.#closed) void this.#pump(state);
+    else this.#settleIdle(state);
+  }
+
+  /** Lets go of the engine lock and forgets the id once nobody holds or wants it. */
+  #settleIdle(state: IdState): void {
+    if (!state.idle || state.pumping || (state.queue.length > 0 && !this.#closed)) return;
+    const lock = state.engineLock;
+    state.engineLock = null;
+    if (this.#states.get(state.id) === state) this.#states.delete(state.id);
+    if (lock !== null) void this.#unlockEngine(lock);
+  }
+
+  async #unlockEngine(lock: EngineLock): Promise<void> {
+    try {
+      const done = this.#engine.unlock(lock);
+      if (isPromise(done)) await done;
+    } catch (err) {
+      this.#log.warn({ id: lock.id, err }, 'unlock failed');
+    }
+  }
+
+  /** Takes a waiter out of the queue and rejects it: timeout, abort, or an engine error. */
+  #drop(state: IdState, waiter: Waiter, why: 'timeout' | 'abort' | Error | unknown): void {
+    if (waiter.settled) return;
+    waiter.settled = true;
+    waiter.dispose();
+    const index = state.queue.indexOf(waiter);
+    if (index >= 0) state.queue.splice(index, 1);
+    const waitedMs = performance.now() - waiter.startedAt;
+    if (why === 'timeout') {
+      this.#rejectTimeout(state, waiter);
+    } else if (why === 'abort') {
+      if (this.#log.debugEnabled)
+        this.#log.debug({ id: state.id, type: waiter.type, waitedMs }, 'lock wait aborted');
+      if (channels.abort.hasSubscribers)
+        channels.abort.publish({ id: state.id, type: waiter.type, waitedMs });
+      waiter.reject(new LockAbortedError(state.id, waiter.type, waiter.options.signal?.reason));
+    } else {
+      waiter.reject(why);
+    }
+    // The head left: whoever is behind it may be grantable now, or the pump must stop waiting.
+    if (index === 0) void this.#pump(state);
+  }
+
+  #rejectTimeout(state: IdState, waiter: Waiter): void {
+    const waitedMs = performance.now() - waiter.startedAt;
+    if (this.#log.debugEnabled)
+      this.#log.debug({ id: state.id, type: waiter.type, waitedMs }, 'lock wait timed out');
+    if (channels.timeout.hasSubscribers)
+      channels.timeout.publish({ id: state.id, type: waiter.type, waitedMs });
+    const path = this.#engine.locationOf(state.id);
+    this.#engine.status(state.id).then(
+      (s) => waiter.reject(new LockTimeoutError(state.id, waiter.type, waitedMs, s.holders, path)),
+      () => waiter.reject(new LockTimeoutError(state.id, waiter.type, waitedMs, [], path)),
+    );
+  }
+
+  #publishWait(state: IdState, head: Waiter): void {
+    if (this.#log.debugEnabled)
+      this.#log.debug({ id: state.id, type: head.type }, 'lock busy, waiting');
+    if (channels.wait.hasSubscribers) channels.wait.publish({ id: state.id, type: head.type });
+  }
+}

@@ -1,0 +1,98 @@
+/** Options and their validation: wrong values from JavaScript callers get a clear error. */
+import { InvalidOptionError } from './errors.js';
+import { type HolderInfo, LockType, type Logger } from './types.js';
+
+export interface LockManagerOptions {
+  /** Wait limit for `acquire`/`withLock` when the call gives no `timeout`, in milliseconds. Default 30 000. */
+  defaultTimeout?: number;
+  /** Remove lock files and records nobody holds when the manager starts. Default true. */
+  cleanupOnStart?: boolean;
+  /** Write holder records (user, pid, host, time, info) for status. Default true; false is faster. */
+  metadata?: boolean;
+  /** Where lock files live. Default `<root>/.locks`. */
+  lockDir?: string;
+  /** Name recorded for holders that pass no `user`. Default: the login name of this process. */
+  user?: string;
+  /** Receives debug logs of every attempt, wait, grant and release (pino's shape). */
+  logger?: Logger;
+}
+
+export interface AcquireOptions {
+  /** Longest wait in milliseconds: 0 = one attempt, Infinity = forever. Default: the manager's `defaultTimeout`. */
+  timeout?: number;
+  /** Cancels the wait; the promise then rejects with LockAbortedError whose `cause` is the signal's reason. */
+  signal?: AbortSignal;
+  /** Name shown as this holder's `user` in status. Default: the manager's `user`. */
+  user?: string;
+  /** Extra JSON-serialisable facts shown with this holder in status. */
+  info?: HolderInfo;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+export function checkTimeout(value: unknown, name: string): number {
+  if (typeof value !== 'number' || Number.isNaN(value) || value < 0) {
+    throw new InvalidOptionError(
+      `${name} must be a number of milliseconds >= 0 (0 = one attempt, Infinity = wait forever), got ${String(value)}`,
+    );
+  }
+  return value;
+}
+
+export function checkType(type: unknown): LockType {
+  if (type !== LockType.SHARED && type !== LockType.EXCLUSIVE) {
+    throw new InvalidOptionError(
+      `lock type must be 'shared' or 'exclusive', got ${JSON.stringify(type) ?? String(type)}`,
+    );
+  }
+  return type;
+}
+
+function checkOptionalString(value: unknown, name: string): void {
+  if (value !== undefined && (typeof value !== 'string' || value.length === 0)) {
+    throw new InvalidOptionError(`${name} must be a non-empty string, got ${typeof value}`);
+  }
+}
+
+export function checkManagerOptions(root: unknown, options: unknown): LockManagerOptions {
+  if (typeof root !== 'string' || root.length === 0 || root.includes('\0')) {
+    throw new InvalidOptionError('root must be a non-empty path string without NUL bytes');
+  }
+  if (options === undefined) return {};
+  if (!isPlainObject(options)) throw new InvalidOptionError('options must be an object');
+  const o = options as LockManagerOptions;
+  if (o.defaultTimeout !== undefined) checkTimeout(o.defaultTimeout, 'defaultTimeout');
+  for (const flag of ['cleanupOnStart', 'metadata'] as const) {
+    if (o[flag] !== undefined && typeof o[flag] !== 'boolean') {
+      throw new InvalidOptionError(`${flag} must be a boolean, got ${typeof o[flag]}`);
+    }
+  }
+  checkOptionalString(o.lockDir, 'lockDir');
+  checkOptionalString(o.user, 'user');
+  if (o.logger !== undefined && (typeof o.logger !== 'object' || o.logger === null)) {
+    throw new InvalidOptionError('logger must be an object with debug/info/warn/error methods');
+  }
+  return o;
+}
+
+export function checkAcquireOptions(options: unknown): AcquireOptions {
+  if (options === undefined) return {};
+  if (!isPlainObject(options)) throw new InvalidOptionError('acquire options must be an object');
+  const o = options as AcquireOptions;
+  if (o.timeout !== undefined) checkTimeout(o.timeout, 'timeout');
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) {
+    throw new InvalidOptionError('signal must be an AbortSignal');
+  }
+  checkOptionalString(o.user, 'user');
+  if (o.info !== undefined) {
+    if (!isPlainObject(o.info)) throw new InvalidOptionError('info must be a plain object');
+    try {
+      JSON.stringify(o.info);
+    } catch (err) {
+      throw new InvalidOptionError(`info must be JSON-serialisable: ${(err as Error).message}`);
+    }
+  }
+  return o;
+}

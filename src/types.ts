@@ -1,0 +1,58 @@
+/** The two lock modes. `LockType.SHARED === 'shared'`, `LockType.EXCLUSIVE === 'exclusive'`. */
+export const LockType = {
+  SHARED: 'shared',
+  EXCLUSIVE: 'exclusive',
+} as const;
+export type LockType = (typeof LockType)[keyof typeof LockType];
+
+/** Extra, JSON-serialisable facts an acquirer wants shown to whoever asks who holds a lock. */
+export type HolderInfo = Record<string, unknown>;
+
+/** One holder of a lock, as `getLockStatus()` reports it. */
+export interface LockHolder {
+  /** The mode this holder holds. */
+  type: LockType;
+  /** The name the acquirer gave (`user` option), else its login name; for holders seen only by the kernel, the owner of the process. */
+  user: string | null;
+  /** Process id of the holder. */
+  pid: number | null;
+  /** Host the holder runs on. */
+  hostname: string | null;
+  /** `worker_threads.threadId` of the holder (0 = main thread); null when unknown. */
+  threadId: number | null;
+  /** When the lock was granted, ISO 8601; null when unknown. */
+  acquiredAt: string | null;
+  /** The `info` the acquirer passed, if any. */
+  info?: HolderInfo;
+  /**
+   * Where this entry comes from: `record` = a live holder record written by locksmith;
+   * `kernel` = a lock the kernel reports with no locksmith record (flock(1), Python, or
+   * `metadata: false`).
+   */
+  source: 'record' | 'kernel';
+}
+
+/** What `getLockStatus()` and `listLocks()` report for one id. */
+export interface LockStatus {
+  id: string;
+  state: 'free' | 'shared' | 'exclusive';
+  holders: LockHolder[];
+  /** The lock file of this id. */
+  path: string;
+}
+
+/** What `cleanupStaleLocks()` did. */
+export interface CleanupResult {
+  /** Ids whose lock file (and records) were removed because nobody held them. */
+  removed: string[];
+  /** Ids left alone because somebody holds (or was taking) them. */
+  active: string[];
+}
+
+/** Logger with pino's shape; every method is optional so `console`-like partial loggers work. */
+export interface Logger {
+  debug?(obj: object, msg?: string): void;
+  info?(obj: object, msg?: string): void;
+  warn?(obj: object, msg?: string): void;
+  error?(obj: object, msg?: string): void;
+}
