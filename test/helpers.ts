@@ -1,0 +1,165 @@
+/** Shared test plumbing: temporary roots and child processes driven over a line protocol. */
+import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import type { TestContext } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+export const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
+export const NOBODY = { uid: 65534, gid: 65534 };
+
+/** A fresh directory removed when the test ends; `shared` makes it world-writable (1777). */
+export function tempRoot(t: TestContext, shared = false): string {
+  const dir = mkdtempSync(join(tmpdir(), 'locksmith-test-'));
+  if (shared) chmodSync(dir, 0o1777);
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+export interface Reply {
+  seq?: number;
+  ok: boolean;
+  code?: string;
+  message?: string;
+  value?: unknown;
+  [key: string]: unknown;
+}
+
+export interface HolderSpawnOptions extends SpawnOptions {
+  /** Shell commands run before the holder replaces the shell, e.g. `umask 077` or `ulimit -n 20`. */
+  shellPrefix?: string;
+}
+
+/**
+ * A child process running test/fixtures/holder.js: it owns a LockManager and obeys JSON
+ * commands, one per line, answering each with a line carrying the same `seq`.
+ */
+export class HolderChild {
+  readonly proc: ChildProcess;
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  readonly stderr: string[] = [];
+  #seq = 0;
+  #pending = new Map<number, (reply: Reply) => void>();
+  #ready: Promise<Reply>;
+
+  private constructor(root: string, options: object, spawnOptions: SpawnOptions) {
+    this.proc = spawn(
+      process.execPath,
+      [join(FIXTURES, 'holder.js'), root, JSON.stringify(options)],
+      {
+        stdio: ['pipe', 'pipe', 'pipe'],
+        ...spawnOptions,
+      },
+    );
+    this.exited = new Promise((resolve) =>
+      this.proc.on('exit', (code, signal) => resolve({ code, signal })),
+    );
+    this.proc.stderr?.setEncoding('utf8').on('data', (d: string) => this.stderr.push(d));
+    let readyResolve: (r: Reply) => void = () => {};
+    this.#ready = new Promise((resolve, reject) => {
+      readyResolve = resolve;
+      this.proc.on('exit', (code) =>
+        reject(new Error(`holder exited (${code}) before ready: ${this.stderr.join('')}`)),
+      );
+    });
+    createInterface({ input: this.proc.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+      const reply = JSON.parse(line) as Reply;
+      if (reply.seq === undefined) return readyResolve(reply);
+      this.#pending.get(reply.seq)?.(reply);
+      this.#pending.delete(reply.seq);
+    });
+  }
+
+  static async start(
+    t: TestContext,
+    root: string,
+    options: object = {},
+    spawnOptions: HolderSpawnOptions = {},
+  ): Promise<HolderChild> {
+    const child = new HolderChild(root, options, spawnOptions);
+    t.after(() => {
+      if (child.proc.exitCode === null && child.proc.signalCode === null)
+        child.proc.kill('SIGKILL');
+    });
+    await child.#ready;
+    return child;
+  }
+
+  get pid(): number {
+    return this.proc.pid as number;
+  }
+
+  /** Sends a command and resolves with its reply. */
+  request(cmd: Record<string, unknown>): Promise<Reply> {
+    const seq = ++this.#seq;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(seq, resolve);
+      this.exited.then(({ code, signal }) =>
+        reject(
+          new Error(
+            `holder exited (${code ?? signal}) with '${String(cmd.op)}' pending: ${this.stderr.join('')}`,
+          ),
+        ),
+      );
+      this.proc.stdin?.write(`${JSON.stringify({ ...cmd, seq })}\n`);
+    });
+  }
+
+  async kill9(): Promise<void> {
+    this.proc.kill('SIGKILL');
+    await this.exited;
+  }
+}
+
+/** Runs a process to completion and collects its output. */
+export function run(
+  cmd: string,
+  args: string[],
+  options: SpawnOptions = {},
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options });
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+    });
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
+
+/** Spawns a long-running process and resolves once a line matching `ready` appears on stdout. */
+export function startUntil(
+  t: TestContext,
+  cmd: string,
+  args: string[],
+  ready: RegExp,
+  options: SpawnOptions = {},
+): Promise<ChildProcess> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], ...options });
+    t.after(() => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    });
+    let err = '';
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+      err += d;
+    });
+    child.on('error', reject);
+    child.on('exit', (code) => reject(new Error(`${cmd} exited (${code}) before ready: ${err}`)));
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+      if (ready.test(line)) resolve(child);
+    });
+  });
+}
+
+export function exitOf(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+}
