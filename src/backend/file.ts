@@ -62,7 +62,7 @@ interface FileKey {
   base: string;
   lockPath: string;
   holdersDir: string;
-  /** What a new lock file holds: the id, for hashed names only. */
+  /** What a new lock file holds: the id as JSON, for hashed names only. */
   content: string | null;
 }
 
@@ -93,7 +93,8 @@ export class FileEngine implements Engine {
       base,
       lockPath: join(this.lockDir, base + LOCK_SUFFIX),
       holdersDir: join(this.lockDir, base + HOLDERS_SUFFIX),
-      content: isHashedBase(base) ? id : null,
+      // JSON, because UTF-8 cannot carry the unpaired surrogates some hashed ids have.
+      content: isHashedBase(base) ? JSON.stringify(id) : null,
     };
   }
 
@@ -233,8 +234,8 @@ export class FileEngine implements Engine {
     try {
       const fd = openSync(lockPath, OPEN_EXISTING);
       try {
-        const id = readFileSync(fd, 'utf8');
-        return hashedIdMatches(base, id) ? id : null;
+        const id: unknown = JSON.parse(readFileSync(fd, 'utf8'));
+        return typeof id === 'string' && hashedIdMatches(base, id) ? id : null;
       } finally {
         closeSync(fd);
       }
