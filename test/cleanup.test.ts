@@ -1,0 +1,135 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { LockManager, LockType } from 'locksmith';
+import { FIXTURES, HolderChild, run, tempRoot } from './helpers.js';
+
+const { SHARED, EXCLUSIVE } = LockType;
+
+describe('stale cleanup', () => {
+  test('cleanup racing acquirers in processes and threads never lets two holders overlap', async (t) => {
+    const root = tempRoot(t);
+    const witness = tempRoot(t);
+    const seed = Number(process.env.LOCKSMITH_SEED ?? Date.now() % 100_000);
+    const durationMs = 4000;
+    const ids = ['a', 'b'];
+    await (await new LockManager(root).acquire('a', SHARED)).release(); // creates .locks
+    const contenders = [0, 1, 2].map((i) =>
+      run(process.execPath, [
+        join(FIXTURES, 'contender.js'),
+        JSON.stringify({
+          root,
+          witness,
+          ids,
+          durationMs,
+          seed: seed + i * 100,
+          metadata: i !== 1,
+          threads: i === 0 ? 2 : 0,
+        }),
+      ]),
+    );
+    const cleaner = run(process.execPath, [
+      join(FIXTURES, 'cleaner.js'),
+      JSON.stringify({ root, durationMs }),
+    ]);
+    const outcomes = await Promise.all(contenders);
+    const cleaned = JSON.parse((await cleaner).stdout) as { runs: number; removed: number };
+    let exclusive = 0;
+    let shared = 0;
+    for (const o of outcomes) {
+      assert.equal(o.code, 0, `contender failed (seed ${seed}): ${o.stderr}`);
+      const r = JSON.parse(o.stdout) as {
+        violations: string[];
+        exclusive: Record<string, number>;
+        shared: number;
+      };
+      assert.deepEqual(r.violations, [], `seed ${seed}`);
+      exclusive += Object.values(r.exclusive).reduce((a, b) => a + b, 0);
+      shared += r.shared;
+    }
+    const counted = ids
+      .map((id) => join(witness, `${id}.count`))
+      .filter(existsSync)
+      .map((p) => Number(readFileSync(p, 'utf8')));
+    assert.equal(
+      counted.reduce((a, b) => a + b, 0),
+      exclusive,
+      `lost updates (seed ${seed})`,
+    );
+    // The race was real: cleanup deleted lock files while they were being taken.
+    assert.ok(
+      cleaned.removed > 20,
+      `cleanup removed only ${cleaned.removed} files in ${cleaned.runs} runs`,
+    );
+    assert.ok(
+      exclusive > 200 && shared > 50,
+      `too little work: ${exclusive} exclusive, ${shared} shared`,
+    );
+    t.diagnostic(
+      `seed ${seed}: ${exclusive} exclusive, ${shared} shared sections, cleanup removed ${cleaned.removed} files in ${cleaned.runs} runs`,
+    );
+  });
+
+  test('cleanup removes what nobody holds and reports what is held', async (t) => {
+    const root = tempRoot(t);
+    const m = new LockManager(root);
+    for (const id of ['free1', 'free2', 'busy']) await (await m.acquire(id, SHARED)).release();
+    const holder = await HolderChild.start(t, root, { cleanupOnStart: false });
+    await holder.request({ op: 'acquire', id: 'busy', type: SHARED });
+    const result = await m.cleanupStaleLocks();
+    assert.deepEqual(result, { removed: ['free1', 'free2'], active: ['busy'] });
+    assert.deepEqual(readdirSync(join(root, '.locks')).sort(), ['busy.holders', 'busy.lock']);
+    assert.equal((await m.getLockStatus('busy')).holders.length, 1);
+    await m.close();
+  });
+
+  test("a killed shared holder's record is removed while the other holder's stays", async (t) => {
+    const root = tempRoot(t);
+    const [alive, doomed] = await Promise.all([
+      HolderChild.start(t, root),
+      HolderChild.start(t, root),
+    ]);
+    await alive.request({ op: 'acquire', id: 'scan', type: SHARED, user: 'alive' });
+    await doomed.request({ op: 'acquire', id: 'scan', type: SHARED, user: 'doomed' });
+    const records = join(root, '.locks', 'scan.holders');
+    assert.equal(readdirSync(records).length, 2);
+    await doomed.kill9();
+    const m = new LockManager(root, { cleanupOnStart: false });
+    assert.deepEqual(
+      (await m.getLockStatus('scan')).holders.map((h) => h.user),
+      ['alive'],
+    );
+    assert.deepEqual(await m.cleanupStaleLocks(), { removed: [], active: ['scan'] });
+    const left = readdirSync(records);
+    assert.equal(left.length, 1);
+    assert.match(left[0] as string, new RegExp(`^${alive.pid}-`));
+    await m.close();
+  });
+
+  test('a new manager cleans stale files on start unless told not to', async (t) => {
+    const root = tempRoot(t);
+    mkdirSync(join(root, '.locks'));
+    writeFileSync(join(root, '.locks', 'old.lock'), '');
+    const keep = new LockManager(root, { cleanupOnStart: false });
+    await keep.listLocks();
+    assert.ok(existsSync(join(root, '.locks', 'old.lock')));
+    const clean = new LockManager(root);
+    assert.deepEqual(await clean.listLocks(), []);
+    assert.ok(!existsSync(join(root, '.locks', 'old.lock')));
+    await keep.close();
+    await clean.close();
+  });
+
+  test('an exclusive holder keeps its file through any number of cleanups', async (t) => {
+    const root = tempRoot(t);
+    const m = new LockManager(root);
+    const h = await m.acquire('x', EXCLUSIVE);
+    const other = new LockManager(root, { cleanupOnStart: false });
+    for (let i = 0; i < 20; i++) assert.deepEqual((await other.cleanupStaleLocks()).active, ['x']);
+    assert.equal(await other.tryAcquire('x', SHARED), null);
+    await h.release();
+    await m.close();
+    await other.close();
+  });
+});
