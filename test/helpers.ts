@@ -30,6 +30,8 @@ export interface Reply {
 export interface HolderSpawnOptions extends SpawnOptions {
   /** Shell commands run before the holder replaces the shell, e.g. `umask 077` or `ulimit -n 20`. */
   shellPrefix?: string;
+  /** Run in a private mount namespace, so `shellPrefix` can mount file systems that vanish with the child. */
+  privateMounts?: boolean;
 }
 
 /**
@@ -44,15 +46,14 @@ export class HolderChild {
   #pending = new Map<number, (reply: Reply) => void>();
   #ready: Promise<Reply>;
 
-  private constructor(root: string, options: object, spawnOptions: SpawnOptions) {
-    this.proc = spawn(
-      process.execPath,
-      [join(FIXTURES, 'holder.js'), root, JSON.stringify(options)],
-      {
-        stdio: ['pipe', 'pipe', 'pipe'],
-        ...spawnOptions,
-      },
-    );
+  private constructor(root: string, options: object, spawnOptions: HolderSpawnOptions) {
+    const { shellPrefix, privateMounts, ...rest } = spawnOptions;
+    let argv = [process.execPath, join(FIXTURES, 'holder.js'), root, JSON.stringify(options)];
+    if (shellPrefix !== undefined)
+      argv = ['/bin/sh', '-c', `${shellPrefix}; exec "$0" "$@"`, ...argv];
+    if (privateMounts) argv = ['unshare', '--mount', '--propagation', 'private', ...argv];
+    const [cmd, ...args] = argv as [string, ...string[]];
+    this.proc = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], ...rest });
     this.exited = new Promise((resolve) =>
       this.proc.on('exit', (code, signal) => resolve({ code, signal })),
     );
