@@ -31,7 +31,7 @@ export class LockTimeoutError extends LockError {
   readonly holders: LockHolder[];
 
   constructor(id: string, type: LockType, waitedMs: number, holders: LockHolder[], path?: string) {
-    const who = holders.length > 0 ? `held by ${holders.map(describeHolder).join('; ')}` : 'held';
+    const who = holders.length > 0 ? `held ${holders.map(describeHolder).join('; ')}` : 'held';
     super(
       `timed out after ${Math.round(waitedMs)} ms waiting for ${type === 'exclusive' ? 'an' : 'a'} ${type} lock on '${id}': ${who}`,
       'ELOCKTIMEOUT',
@@ -117,11 +117,11 @@ export class LockFileError extends LockError {
   }
 }
 
-/** One line about a holder, for error messages and the CLI. */
+/** One holder in words: `(exclusive) by alice, pid 4242 on build-1, since 2026-…`. */
 export function describeHolder(h: LockHolder): string {
-  const parts = [`${h.type} by ${h.user ?? 'unknown user'}`];
-  if (h.pid !== null) parts.push(`pid ${h.pid}`);
-  if (h.hostname !== null) parts.push(`on ${h.hostname}`);
-  if (h.acquiredAt !== null) parts.push(`since ${h.acquiredAt}`);
-  return parts.join(', ');
+  let text = `(${h.type}) by ${h.user ?? 'an unknown user'}`;
+  if (h.pid !== null) text += `, pid ${h.pid}`;
+  if (h.hostname !== null) text += ` on ${h.hostname}`;
+  if (h.acquiredAt !== null) text += `, since ${h.acquiredAt}`;
+  return text;
 }

@@ -90,6 +90,19 @@ describe('between processes', () => {
   });
 });
 
+test('a process waiting on another one stays nearly idle', async (t) => {
+  const root = tempRoot(t);
+  const holder = await HolderChild.start(t, root);
+  const waiter = await HolderChild.start(t, root, { cleanupOnStart: false });
+  await holder.request({ op: 'acquire', id: 'busy', type: EXCLUSIVE });
+  const before = (await waiter.request({ op: 'cpu' })).value as number;
+  const wait = await waiter.request({ op: 'acquire', id: 'busy', type: SHARED, timeout: 1500 });
+  const used = ((await waiter.request({ op: 'cpu' })).value as number) - before;
+  assert.equal(wait.code, 'ELOCKTIMEOUT');
+  // Generous bound (10% of the wait): a behaviour check against busy polling, not a benchmark.
+  assert.ok(used < 150, `waiting 1.5 s used ${used} ms of CPU`);
+});
+
 describe('between worker threads', () => {
   test('worker threads exclude each other through the kernel', async (t) => {
     const root = tempRoot(t);

@@ -1,0 +1,106 @@
+import assert from 'node:assert/strict';
+import diagnostics_channel from 'node:diagnostics_channel';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { LockManager, LockTimeoutError, LockType } from 'locksmith';
+import { FIXTURES, HolderChild, run, tempRoot } from './helpers.js';
+
+const { SHARED, EXCLUSIVE } = LockType;
+
+describe('observability', () => {
+  test('the logger hears every attempt, wait, grant, timeout and release at debug level', async (t) => {
+    const lines: [object, string | undefined][] = [];
+    const logger = { debug: (obj: object, msg?: string) => lines.push([obj, msg]) };
+    const m = new LockManager(tempRoot(t), { logger });
+    const h = await m.acquire('scan001', EXCLUSIVE);
+    await assert.rejects(m.acquire('scan001', SHARED, { timeout: 20 }), LockTimeoutError);
+    await h.release();
+    const messages = lines.map(([obj, msg]) =>
+      `${msg} ${(obj as { id?: string }).id ?? ''}`.trim(),
+    );
+    for (const expected of [
+      'lock attempt scan001',
+      'lock granted scan001',
+      'lock wait timed out scan001',
+      'lock released scan001',
+    ]) {
+      assert.ok(
+        messages.includes(expected),
+        `missing '${expected}' in ${JSON.stringify(messages)}`,
+      );
+    }
+    await m.close();
+  });
+
+  test('a wait on another process is logged as busy', async (t) => {
+    const root = tempRoot(t);
+    const holder = await HolderChild.start(t, root);
+    await holder.request({ op: 'acquire', id: 'x', type: EXCLUSIVE });
+    const lines: string[] = [];
+    const m = new LockManager(root, {
+      cleanupOnStart: false,
+      logger: { debug: (_o, msg) => lines.push(msg ?? '') },
+    });
+    await assert.rejects(m.acquire('x', SHARED, { timeout: 30 }), LockTimeoutError);
+    assert.ok(lines.includes('lock busy, waiting'), JSON.stringify(lines));
+    await m.close();
+  });
+
+  test('NODE_DEBUG=locksmith prints the same events on stderr', async (t) => {
+    const root = tempRoot(t);
+    const child = await HolderChild.start(
+      t,
+      root,
+      {},
+      { env: { ...process.env, NODE_DEBUG: 'locksmith' } },
+    );
+    await child.request({ op: 'acquire', id: 'dbg', type: SHARED });
+    await child.request({ op: 'release', id: 'dbg' });
+    await child.request({ op: 'close' });
+    const err = child.stderr.join('');
+    assert.match(err, /LOCKSMITH \d+: lock granted \{"id":"dbg","type":"shared","waitedMs":/);
+    assert.match(err, /LOCKSMITH \d+: lock released \{"id":"dbg"/);
+  });
+
+  test('diagnostics_channel publishes acquire, release and timeout with durations', async (t) => {
+    const events: [string, Record<string, unknown>][] = [];
+    const subscriptions = ['acquire', 'release', 'timeout', 'wait', 'abort'].map((name) => {
+      const fn = (msg: unknown) => events.push([name, msg as Record<string, unknown>]);
+      diagnostics_channel.subscribe(`locksmith:${name}`, fn);
+      return () => diagnostics_channel.unsubscribe(`locksmith:${name}`, fn);
+    });
+    t.after(() => {
+      for (const off of subscriptions) off();
+    });
+    const m = new LockManager(tempRoot(t));
+    const h = await m.acquire('ch', EXCLUSIVE);
+    await assert.rejects(m.acquire('ch', SHARED, { timeout: 25 }));
+    await new Promise((r) => setTimeout(r, 10));
+    await h.release();
+    await assert.rejects(m.acquire('ch', SHARED, { signal: AbortSignal.abort() }));
+    const ours = events.filter(([, msg]) => msg.id === 'ch');
+    assert.deepEqual(
+      ours.map(([name]) => name),
+      ['acquire', 'timeout', 'release'],
+    );
+    const [acquire, timeout, release] = ours.map(([, msg]) => msg);
+    assert.equal(acquire?.type, EXCLUSIVE);
+    assert.equal(typeof acquire?.waitedMs, 'number');
+    assert.ok((timeout?.waitedMs as number) >= 24);
+    assert.ok((release?.heldMs as number) >= 30);
+    await m.close();
+  });
+
+  test('nothing keeps the event loop alive after releases, timeouts, aborts, or close', async (t) => {
+    for (const mode of ['release', 'close']) {
+      const root = tempRoot(t);
+      const started = Date.now();
+      const result = await run(process.execPath, [join(FIXTURES, 'quiet-exit.js'), root, mode], {
+        timeout: 10_000,
+      });
+      assert.equal(result.stdout, 'done\n', result.stderr);
+      assert.equal(result.code, 0, `exit ${result.code}/${result.signal}: ${result.stderr}`);
+      assert.ok(Date.now() - started < 5000, `${mode}: took ${Date.now() - started} ms to exit`);
+    }
+  });
+});
