@@ -19,16 +19,21 @@ const readers = Promise.all([reader('reader1'), reader('reader2')]);
 await sleep(50);
 console.log('status while reading:', JSON.stringify(await manager.getLockStatus('scan001')));
 
-await manager.withLock('scan001', LockType.EXCLUSIVE, { user: 'writer1', info: { job: 'rescan' } }, async () => {
-  console.log('writer1 has scan001 to itself');
-  // Someone else with a short timeout gets a typed error naming the holder.
-  const other = new LockManager(root, { cleanupOnStart: false });
-  await other.acquire('scan001', LockType.SHARED, { timeout: 100 }).catch((err) => {
-    if (err instanceof LockTimeoutError) console.log(`a reader gave up: ${err.message}`);
-    else throw err;
-  });
-  await other.close();
-});
+await manager.withLock(
+  'scan001',
+  LockType.EXCLUSIVE,
+  { user: 'writer1', info: { job: 'rescan' } },
+  async () => {
+    console.log('writer1 has scan001 to itself');
+    // Someone else with a short timeout gets a typed error naming the holder.
+    const other = new LockManager(root, { cleanupOnStart: false });
+    await other.acquire('scan001', LockType.SHARED, { timeout: 100 }).catch((err) => {
+      if (err instanceof LockTimeoutError) console.log(`a reader gave up: ${err.message}`);
+      else throw err;
+    });
+    await other.close();
+  },
+);
 await readers;
 
 console.log('locks:', (await manager.listLocks()).map((s) => `${s.id}=${s.state}`).join(' '));
