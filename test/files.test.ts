@@ -9,6 +9,7 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { LockManager, LockType, UnsafeLockFileError } from 'locksmith';
@@ -89,10 +90,19 @@ describe('lock files', () => {
   });
 
   test("another user's lock file in a sticky world-writable root works for root and for others (protected_regular)", async (t) => {
+    // The sysctl is global: serialize with any other run of this test on the machine.
+    const guardRoot = join(tmpdir(), 'locksmith-test-sysctl');
+    mkdirSync(guardRoot, { recursive: true });
+    const guards = new LockManager(guardRoot, { cleanupOnStart: false, metadata: false });
+    const guard = await guards.acquire('protected_regular', EXCLUSIVE, { timeout: 120_000 });
     const sysctl = '/proc/sys/fs/protected_regular';
     const saved = readFileSync(sysctl, 'utf8').trim();
     writeFileSync(sysctl, '1');
-    t.after(() => writeFileSync(sysctl, saved));
+    t.after(async () => {
+      writeFileSync(sysctl, saved);
+      await guard.release();
+      await guards.close();
+    });
     const root = tempRoot(t, true);
     // As in /tmp: root owns the sticky directory, another user owns the file.
     const m = new LockManager(root, { cleanupOnStart: false });

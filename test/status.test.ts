@@ -72,8 +72,8 @@ describe('status', () => {
       /ready/,
     );
     let seen = 0;
-    const deadline = Date.now() + 1500;
-    while (Date.now() < deadline) {
+    const deadline = Date.now() + 15_000;
+    while (seen < 50 && Date.now() < deadline) {
       const s = await m.getLockStatus('hot');
       for (const h of s.holders) {
         if (h.source !== 'record') continue; // between grant and record the kernel view shows it
@@ -83,7 +83,7 @@ describe('status', () => {
       }
     }
     churn.kill('SIGKILL');
-    assert.ok(seen > 10, `saw only ${seen} records`);
+    assert.ok(seen >= 50, `saw only ${seen} records in 15 s`);
     await m.close();
   });
 
