@@ -319,7 +319,8 @@ export class FileEngine implements Engine {
       return; // gone already, or not ours to open: nothing to remove
     }
     try {
-      if (!statIsFile(fd) || !tryLockFd(fd, true, lockPath)) {
+      if (!statIsFile(fd)) return; // not a lock file (a planted FIFO or directory): not ours to judge
+      if (!tryLockFd(fd, true, lockPath)) {
         result.active.push(id);
         removeDeadRecords(readRecords(holdersDir).dead);
         return;
