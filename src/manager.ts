@@ -394,8 +394,12 @@ export class LockManager implements AsyncDisposable {
         );
       }
     }
-    const handle: LockHandle = new LockHandle(state.id, type, false, () =>
-      this.#release(state, handle, token),
+    const handle: LockHandle = new LockHandle(
+      state.id,
+      type,
+      false,
+      () => this.#release(state, handle, token),
+      () => this.#engine.descriptorsOf(lock, token),
     );
     this.#handles.add(handle);
     if (this.#log.debugEnabled) this.#log.debug({ id: state.id, type, waitedMs }, 'lock granted');

@@ -33,6 +33,8 @@ export interface Engine {
   /** Publishes a holder of `lock`; returns a token for removeHolder. */
   addHolder(lock: EngineLock, facts: HolderFacts): MaybePromise<unknown>;
   removeHolder(lock: EngineLock, token: unknown): MaybePromise<void>;
+  /** Local descriptors a child process must inherit to keep holding `lock` (none for remote engines). */
+  descriptorsOf(lock: EngineLock, token: unknown): number[];
   status(id: string): Promise<LockStatus>;
   list(): Promise<LockStatus[]>;
   cleanup(): Promise<CleanupResult>;

@@ -28,7 +28,7 @@ import {
   isHashedBase,
   LOCK_SUFFIX,
 } from '../ids.js';
-import { tryLockFd, unlockFd } from '../sys/flock.js';
+import { tryLockFd } from '../sys/flock.js';
 import { inodeKey, type KernelLock, readKernelLocks } from '../sys/proc-locks.js';
 import { currentIdentity, processOwner, userName } from '../sys/users.js';
 import type { CleanupResult, LockHolder, LockStatus } from '../types.js';
@@ -151,13 +151,18 @@ export class FileEngine implements Engine {
     }
   }
 
+  /**
+   * Closing is the release: no LOCK_UN, which would drop the lock for every descriptor
+   * sharing the open file description. A command that `locksmith run` started inherits
+   * one, and as with flock(1) the lock must stay held until it and its children are done.
+   */
   unlock(lock: EngineLock): void {
-    const { fd, key } = lock as FileLock;
-    try {
-      unlockFd(fd, key.lockPath);
-    } finally {
-      closeSync(fd);
-    }
+    closeSync((lock as FileLock).fd);
+  }
+
+  descriptorsOf(lock: EngineLock, token: unknown): number[] {
+    const record = token as HeldRecord | null;
+    return record === null ? [(lock as FileLock).fd] : [(lock as FileLock).fd, record.fd];
   }
 
   async waitForChange(_id: string, attempt: number, signal: AbortSignal): Promise<void> {

@@ -1,12 +1,152 @@
 #!/usr/bin/env node
+/** The `locksmith` command: argument parsing and exit codes; the work is in run.ts and inspect.ts. */
 import { readFileSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import { LockType } from '../types.js';
+import { CliError, EXIT, exitCodeFor } from './exit.js';
+import { clean, list, status } from './inspect.js';
+import { resolveRoot } from './root.js';
+import { runLocked } from './run.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
 };
-const args = process.argv.slice(2);
-if (args.includes('--version') || args.includes('-V')) {
-  process.stdout.write(`${pkg.version}\n`);
-} else {
-  process.stdout.write('usage: locksmith run|status|list|clean ... (see README)\n');
+
+const RUN_USAGE =
+  'locksmith run [-s|-x] [-w SECONDS | -n] [-E CODE] [--root DIR] [--user NAME] [--json] ID -- CMD [ARGS...]';
+
+function usage(message: string): never {
+  throw new CliError(
+    `${message}\nusage: ${RUN_USAGE}\n       locksmith status [ID] [--json] | list [--json] | clean [--json]`,
+    EXIT.USAGE,
+  );
+}
+
+function seconds(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0)
+    usage(`invalid wait '${value}': expected seconds >= 0`);
+  return n;
+}
+
+function exitCode(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n > 255)
+    usage(`invalid conflict exit code '${value}': expected 0 to 255`);
+  return n;
+}
+
+const rootOption = () =>
+  new Option('--root <dir>', 'lock root (default: $LOCKSMITH_ROOT, else <tmpdir>/locksmith)');
+
+function program(): Command {
+  const cli = new Command('locksmith')
+    .description('Named shared/exclusive locks for scripts, with the holder shown')
+    .version(pkg.version, '-V, --version')
+    .enablePositionalOptions()
+    .exitOverride()
+    .configureOutput({ writeErr: () => {} });
+
+  cli
+    .command('run')
+    .usage(
+      '[-s|-x] [-w SECONDS | -n] [-E CODE] [--root DIR] [--user NAME] [--json] ID -- CMD [ARGS...]',
+    )
+    .description('run CMD while holding the lock ID (exclusive unless -s)')
+    .argument('<id>', 'lock id')
+    .argument('<command...>', 'command and its arguments')
+    .option('-s, --shared', 'take a shared lock')
+    .option('-x, --exclusive', 'take an exclusive lock (the default)')
+    .option(
+      '-w, --wait <seconds>',
+      'give up after this many seconds (fractions allowed); default: wait forever',
+    )
+    .option('-n, --no-wait', 'give up at once if the lock is held')
+    .option('-E, --conflict-exit-code <code>', 'exit code when the lock is held', '1')
+    .addOption(rootOption())
+    .option('--user <name>', 'name to show as the holder (default: your login name)')
+    .option('--json', 'report a conflict as JSON on stderr')
+    .passThroughOptions()
+    .exitOverride()
+    .action(
+      async (id: string, command: string[], o: Record<string, string | boolean | undefined>) => {
+        if (command[0] === '--') command.shift();
+        const dash = command.indexOf('--');
+        if (dash > 0 && command.slice(0, dash).every((a) => a.startsWith('-'))) {
+          usage(`options go before the id: ${command.slice(0, dash).join(' ')}`);
+        }
+        if (command.length === 0) usage('missing the command to run');
+        if (o.shared && o.exclusive) usage('choose one of -s and -x');
+        const timeoutMs =
+          o.wait === false
+            ? 0
+            : o.wait === true || o.wait === undefined
+              ? Number.POSITIVE_INFINITY
+              : seconds(o.wait as string) * 1000;
+        process.exitCode = await runLocked({
+          id,
+          command,
+          type: o.shared ? LockType.SHARED : LockType.EXCLUSIVE,
+          timeoutMs,
+          conflictExitCode: exitCode(String(o.conflictExitCode)),
+          root: resolveRoot(o.root as string | undefined, process.env),
+          user: o.user as string | undefined,
+          json: o.json === true,
+        });
+      },
+    );
+
+  cli
+    .command('status')
+    .description('show who holds ID, or every lock')
+    .argument('[id]', 'lock id')
+    .addOption(rootOption())
+    .option('--json', 'print JSON')
+    .exitOverride()
+    .action(async (id: string | undefined, o: { root?: string; json?: boolean }) => {
+      process.exitCode = await status(resolveRoot(o.root, process.env), id, o.json === true);
+    });
+
+  cli
+    .command('list')
+    .description('list every lock with its state')
+    .addOption(rootOption())
+    .option('--json', 'print JSON')
+    .exitOverride()
+    .action(async (o: { root?: string; json?: boolean }) => {
+      process.exitCode = await list(resolveRoot(o.root, process.env), o.json === true);
+    });
+
+  cli
+    .command('clean')
+    .description('remove lock files nobody holds')
+    .addOption(rootOption())
+    .option('--json', 'print JSON')
+    .exitOverride()
+    .action(async (o: { root?: string; json?: boolean }) => {
+      process.exitCode = await clean(resolveRoot(o.root, process.env), o.json === true);
+    });
+  return cli;
+}
+
+try {
+  await program().parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    if (
+      err.code === 'commander.helpDisplayed' ||
+      err.code === 'commander.version' ||
+      err.code === 'commander.help'
+    ) {
+      process.exitCode = 0;
+    } else {
+      process.stderr.write(
+        `locksmith: ${err.message.replace(/^error: /, '')}\nusage: ${RUN_USAGE}\n`,
+      );
+      process.exitCode = EXIT.USAGE;
+    }
+  } else {
+    process.stderr.write(`locksmith: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = exitCodeFor(err);
+  }
 }

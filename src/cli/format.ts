@@ -1,0 +1,97 @@
+/** How the CLI shows holders: one-line reports and tables. */
+import Table from 'cli-table3';
+import type { LockHolder, LockStatus } from '../types.js';
+
+function pad(n: number): string {
+  return String(n).padStart(2, '0');
+}
+
+/** Local wall-clock time, with the date when it is not today. */
+export function clock(iso: string, now = new Date()): string {
+  const t = new Date(iso);
+  const time = `${pad(t.getHours())}:${pad(t.getMinutes())}:${pad(t.getSeconds())}`;
+  return t.toDateString() === now.toDateString()
+    ? time
+    : `${t.getFullYear()}-${pad(t.getMonth() + 1)}-${pad(t.getDate())} ${time}`;
+}
+
+/** 41s, 3m12s, 2h05m, 3d04h. */
+export function duration(ms: number): string {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${pad(s % 60)}s`;
+  if (s < 86_400) return `${Math.floor(s / 3600)}h${pad(Math.floor((s % 3600) / 60))}m`;
+  return `${Math.floor(s / 86_400)}d${pad(Math.floor((s % 86_400) / 3600))}h`;
+}
+
+/** `(exclusive) by alice, pid 4242 on build-1, since 12:00:03 (for 41s)` */
+export function holderLine(h: LockHolder, now = new Date()): string {
+  let text = `(${h.type}) by ${h.user ?? 'an unknown user'}`;
+  if (h.pid !== null) text += `, pid ${h.pid}`;
+  if (h.hostname !== null) text += ` on ${h.hostname}`;
+  if (h.acquiredAt !== null) {
+    text += `, since ${clock(h.acquiredAt, now)} (for ${duration(now.getTime() - Date.parse(h.acquiredAt))})`;
+  }
+  return text;
+}
+
+/** `'deploy' is held (exclusive) by alice, …` */
+export function heldLine(id: string, holders: LockHolder[], now = new Date()): string {
+  if (holders.length === 0) return `'${id}' is held`;
+  return `'${id}' is held ${holders.map((h) => holderLine(h, now)).join('; ')}`;
+}
+
+const PLAIN = {
+  top: '',
+  'top-mid': '',
+  'top-left': '',
+  'top-right': '',
+  bottom: '',
+  'bottom-mid': '',
+  'bottom-left': '',
+  'bottom-right': '',
+  left: '',
+  'left-mid': '',
+  mid: '',
+  'mid-mid': '',
+  right: '',
+  'right-mid': '',
+  middle: '  ',
+};
+
+/** A borderless, left-aligned table, as `ps` and `lslocks` print. */
+export function table(head: string[], rows: (string | number)[][]): string {
+  const t = new Table({
+    head,
+    chars: PLAIN,
+    style: { head: [], border: [], 'padding-left': 0, 'padding-right': 0 },
+  });
+  t.push(...rows);
+  return t
+    .toString()
+    .split('\n')
+    .map((l) => l.trimEnd())
+    .join('\n');
+}
+
+/** One row per holder (one for a free id): id, state, mode, user, pid, host, since, for. */
+export function statusTable(statuses: LockStatus[], now = new Date()): string {
+  const rows: (string | number)[][] = [];
+  for (const s of statuses) {
+    if (s.holders.length === 0) rows.push([s.id, s.state, '-', '-', '-', '-', '-', '-']);
+    for (const h of s.holders) {
+      const since = h.acquiredAt;
+      rows.push([
+        s.id,
+        s.state,
+        h.type,
+        h.user ?? '?',
+        h.pid ?? '?',
+        h.hostname ?? '?',
+        since === null ? '?' : clock(since, now),
+        since === null ? '?' : duration(now.getTime() - Date.parse(since)),
+      ]);
+    }
+  }
+  return table(['ID', 'STATE', 'MODE', 'USER', 'PID', 'HOST', 'SINCE', 'FOR'], rows);
+}

@@ -1,0 +1,42 @@
+/**
+ * The default root for scripts run by several users: `$LOCKSMITH_ROOT`, else
+ * `<tmpdir>/locksmith`, created sticky and world-writable (1777) — like /tmp itself,
+ * everyone can create lock files there and nobody can remove or replace anyone else's.
+ */
+import { chmodSync, lstatSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fsError } from './backend/fs-errors.js';
+import { UnsafeLockFileError } from './errors.js';
+
+const SHARED_MODE = 0o1777;
+
+/** The shared lock root, created if missing; throws if what is there is not safe to share. */
+export function sharedRoot(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.LOCKSMITH_ROOT) return resolve(env.LOCKSMITH_ROOT);
+  const root = join(tmpdir(), 'locksmith');
+  try {
+    mkdirSync(root, { mode: SHARED_MODE });
+    chmodSync(root, SHARED_MODE); // the umask cut the mode mkdir was given
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST')
+      throw fsError(err, 'cannot create the shared lock root', root, 'write');
+  }
+  // Anyone may have made this path first in a shared temp dir: accept only a real
+  // directory in which no one can delete or replace another user's lock file.
+  const st = lstatSync(root);
+  const problem = st.isSymbolicLink()
+    ? 'a symbolic link'
+    : !st.isDirectory()
+      ? 'not a directory'
+      : (st.mode & 0o002) !== 0 && (st.mode & 0o1000) === 0
+        ? 'world-writable without the sticky bit'
+        : null;
+  if (problem !== null) {
+    throw new UnsafeLockFileError(
+      `refusing the shared lock root '${root}': it is ${problem}; remove it, or choose a root with LOCKSMITH_ROOT or --root`,
+      root,
+    );
+  }
+  return root;
+}
