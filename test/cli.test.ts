@@ -234,6 +234,28 @@ describe('locksmith run', () => {
     assert.equal(r.code, 66);
     assert.match(r.stderr, /symbolic link/);
   });
+  test('a read-only root exits 73, as flock(1) does when it cannot create the file', async (t) => {
+    const root = tempRoot(t);
+    const r = await run(
+      'unshare',
+      [
+        '--mount',
+        '--propagation',
+        'private',
+        'sh',
+        '-c',
+        `mount -t tmpfs tmpfs ${root} && mount -o remount,ro ${root} && exec "$0" "$@"`,
+        process.execPath,
+        CLI,
+        'run',
+        'x',
+        'true',
+      ],
+      { env: env(root) },
+    );
+    assert.equal(r.code, 73, r.stderr);
+    assert.match(r.stderr, /read-only/);
+  });
 });
 
 describe('the shared default root', () => {
