@@ -5,16 +5,16 @@
  * Two levels. Inside a manager, each id has a FIFO queue of waiters and a count of
  * holders; a grant that the engine lock already covers is made in memory, with no system
  * call. Towards the engine, the manager holds at most one lock per id, in the mode that
- * covers all its holders (exclusive if any holder is exclusive). Worker threads each run
- * their own manager, so the engine arbitrates between them.
+ * covers all its holders (exclusive if any holder is exclusive), and publishes one holder
+ * record listing them. Worker threads each run their own manager, so the engine
+ * arbitrates between them.
  *
  * The queue is strict FIFO: a waiting exclusive request is not jumped by shared requests
  * that arrive after it, so in-process writers are never starved by readers.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { join, resolve } from 'node:path';
-import { threadId } from 'node:worker_threads';
-import type { Engine, EngineLock, HolderFacts } from './backend/engine.js';
+import type { Attempt, Engine, EngineLock, HolderFacts } from './backend/engine.js';
 import { FileEngine } from './backend/file.js';
 import {
   InvalidOptionError,
@@ -40,24 +40,31 @@ import { type CleanupResult, type LockStatus, LockType } from './types.js';
 interface Waiter {
   readonly type: LockType;
   readonly options: AcquireOptions;
+  readonly timeout: number;
   /** timeout 0: one attempt, never queued behind anyone. */
   readonly oneShot: boolean;
   readonly startedAt: number;
   settled: boolean;
   resolve(handle: LockHandle): void;
   reject(error: unknown): void;
-  /** Cancels the waiter's timer and abort listener. */
-  dispose(): void;
+  /** Cancels the waiter's timer and abort listener, if they were armed. */
+  dispose: (() => void) | null;
 }
 
 class IdState {
   engineLock: EngineLock | null = null;
+  /** The engine attempt in progress, for the mode of the waiter at the head of the queue. */
+  attempt: Attempt | null = null;
+  attemptType: LockType | null = null;
   shared = 0;
   exclusive = false;
   queue: Waiter[] = [];
   pumping = false;
   /** Ends the pump's current engine wait early. */
   wake: (() => void) | null = null;
+  /** What this manager's holders of the id look like in its holder record. */
+  readonly facts = new Map<LockHandle, HolderFacts>();
+  recordDirty = false;
 
   constructor(readonly id: string) {}
 
@@ -74,6 +81,7 @@ class IdState {
 }
 
 type Callback<T> = (handle: LockHandle) => T | Promise<T>;
+const RESOLVED = Promise.resolve();
 
 export class LockManager implements AsyncDisposable {
   /** The absolute root directory this manager locks in. */
@@ -143,7 +151,7 @@ export class LockManager implements AsyncDisposable {
     const outer = this.#context.getStore()?.get(id);
     if (outer !== undefined && !outer.released) {
       if (outer.type === LockType.EXCLUSIVE || type === LockType.SHARED) {
-        return new LockHandle(id, type, true, () => Promise.resolve());
+        return new LockHandle(id, type, true, () => RESOLVED);
       }
       throw new LockUpgradeError(id);
     }
@@ -226,14 +234,13 @@ export class LockManager implements AsyncDisposable {
     this.#closed = true;
     for (const state of this.#states.values()) {
       for (const waiter of state.queue.splice(0)) {
-        waiter.settled = true;
-        waiter.dispose();
+        this.#settle(waiter);
         waiter.reject(new LockManagerClosedError(state.id));
       }
       state.wake?.();
     }
     await Promise.all([...this.#handles].map((h) => h.release()));
-    for (const state of this.#states.values()) this.#settleIdle(state);
+    for (const state of this.#states.values()) await this.#settleIdle(state);
     await this.#engine.close();
   }
 
@@ -253,45 +260,62 @@ export class LockManager implements AsyncDisposable {
   #enqueue(
     state: IdState,
     type: LockType,
-    opts: AcquireOptions,
+    options: AcquireOptions,
     timeout: number,
   ): Promise<LockHandle> {
     return new Promise<LockHandle>((resolvePromise, rejectPromise) => {
-      const oneShot = timeout === 0;
-      let cancelTimer: (() => void) | null = null;
-      const onAbort = () => this.#drop(state, waiter, 'abort');
       const waiter: Waiter = {
         type,
-        options: opts,
-        oneShot,
+        options,
+        timeout,
+        oneShot: timeout === 0,
         startedAt: performance.now(),
         settled: false,
         resolve: resolvePromise,
         reject: rejectPromise,
-        dispose: () => {
-          cancelTimer?.();
-          opts.signal?.removeEventListener('abort', onAbort);
-        },
+        dispose: null,
       };
-      if (oneShot && state.queue.length > 0) {
+      if (waiter.oneShot && state.queue.length > 0) {
         // Granting it would jump the queue; one attempt means no waiting either.
         waiter.settled = true;
         this.#rejectTimeout(state, waiter);
         return;
       }
       state.queue.push(waiter);
-      if (!oneShot && timeout !== Number.POSITIVE_INFINITY) {
-        cancelTimer = setLongTimeout(() => this.#drop(state, waiter, 'timeout'), timeout);
-      }
-      opts.signal?.addEventListener('abort', onAbort, { once: true });
       if (this.#log.debugEnabled) this.#log.debug({ id: state.id, type, timeout }, 'lock attempt');
       void this.#pump(state);
+      // Most grants happen right there, synchronously: only a waiter still queued needs
+      // its timer and abort listener.
+      if (!waiter.settled) this.#arm(state, waiter);
     });
+  }
+
+  #arm(state: IdState, waiter: Waiter): void {
+    const { signal } = waiter.options;
+    const onAbort = () => this.#drop(state, waiter, 'abort');
+    const cancelTimer =
+      waiter.oneShot || waiter.timeout === Number.POSITIVE_INFINITY
+        ? null
+        : setLongTimeout(
+            () => this.#drop(state, waiter, 'timeout'),
+            waiter.timeout - (performance.now() - waiter.startedAt),
+          );
+    signal?.addEventListener('abort', onAbort, { once: true });
+    waiter.dispose = () => {
+      cancelTimer?.();
+      signal?.removeEventListener('abort', onAbort);
+    };
+  }
+
+  #settle(waiter: Waiter): void {
+    waiter.settled = true;
+    waiter.dispose?.();
   }
 
   /**
    * Grants what can be granted, in queue order. Runs at most once per id at a time; while
-   * it waits on the engine, other calls just wake it.
+   * it waits on the engine, other calls just wake it. Its first pass is synchronous when
+   * the engine is (the file engine), so an uncontended acquire is granted at once.
    */
   async #pump(state: IdState): Promise<void> {
     if (state.pumping) {
@@ -299,7 +323,7 @@ export class LockManager implements AsyncDisposable {
       return;
     }
     state.pumping = true;
-    let attempt = 0;
+    let round = 0;
     try {
       for (;;) {
         this.#grantCovered(state);
@@ -319,139 +343,189 @@ export class LockManager implements AsyncDisposable {
           await this.#unlockEngine(lock);
           continue;
         }
+        if (state.attempt !== null && state.attemptType !== head.type)
+          await this.#cancelAttempt(state);
+        if (state.attempt === null) {
+          state.attempt = this.#engine.begin(state.id, head.type, head.oneShot);
+          state.attemptType = head.type;
+        }
         let lock: EngineLock | null;
         try {
-          const attemptResult = this.#engine.tryLock(state.id, head.type);
-          lock = isPromise(attemptResult) ? await attemptResult : attemptResult;
+          const polled = state.attempt.poll();
+          lock = isPromise(polled) ? await polled : polled;
         } catch (err) {
+          state.attempt = null; // a failed attempt has let go of everything
           this.#drop(state, head, err);
           continue;
         }
         if (lock !== null) {
+          state.attempt = null;
           state.engineLock = lock;
-          attempt = 0;
+          round = 0;
           continue;
         }
         if (head.oneShot) {
+          await this.#cancelAttempt(state);
           this.#drop(state, head, 'timeout');
           continue;
         }
-        if (attempt === 0) this.#publishWait(state, head);
-        await this.#waitForChange(state, attempt++);
+        if (round === 0) this.#publishWait(state, head);
+        const attempt = state.attempt;
+        const controller = new AbortController();
+        state.wake = () => controller.abort();
+        try {
+          await attempt.wait(round++, controller.signal);
+        } finally {
+          state.wake = null;
+        }
       }
     } finally {
       state.pumping = false;
-      this.#settleIdle(state);
+      if (state.attempt !== null && (state.queue.length === 0 || this.#closed))
+        await this.#cancelAttempt(state);
+      await this.#settleIdle(state);
     }
   }
 
-  async #waitForChange(state: IdState, attempt: number): Promise<void> {
-    const controller = new AbortController();
-    state.wake = () => controller.abort();
+  async #cancelAttempt(state: IdState): Promise<void> {
+    const attempt = state.attempt;
+    state.attempt = null;
+    if (attempt === null) return;
     try {
-      await this.#engine.waitForChange(state.id, attempt, controller.signal);
-    } finally {
-      state.wake = null;
+      const done = attempt.cancel();
+      if (isPromise(done)) await done;
+    } catch (err) {
+      this.#log.warn({ id: state.id, err }, 'cancelling a lock attempt failed');
     }
   }
 
   #grantCovered(state: IdState): void {
+    let granted = 0;
     while (!this.#closed) {
       const head = state.queue[0];
-      if (head === undefined || !state.covers(head.type)) return;
+      if (head === undefined || !state.covers(head.type)) break;
       state.queue.shift();
       this.#grant(state, head);
+      granted++;
     }
+    // One record write for the whole batch, before any grantee's continuation runs.
+    if (granted > 0 && this.#metadata) this.#writeRecord(state);
   }
 
   #grant(state: IdState, waiter: Waiter): void {
-    waiter.settled = true;
-    waiter.dispose();
-    const lock = state.engineLock as EngineLock;
+    this.#settle(waiter);
     const { type } = waiter;
     if (type === LockType.SHARED) state.shared++;
     else state.exclusive = true;
     const waitedMs = performance.now() - waiter.startedAt;
-    let token: unknown = null;
-    if (this.#metadata) {
-      const me = currentIdentity();
-      const facts: HolderFacts = {
-        type,
-        user: waiter.options.user ?? this.#user,
-        pid: process.pid,
-        hostname: me.host,
-        threadId,
-        acquiredAt: new Date().toISOString(),
-      };
-      if (waiter.options.info !== undefined) facts.info = waiter.options.info;
-      try {
-        // Locks stay usable without metadata: status then shows the holder from the kernel.
-        token = this.#engine.addHolder(lock, facts);
-      } catch (err) {
-        this.#log.warn(
-          { id: state.id, err },
-          'could not write holder record; lock granted without it',
-        );
-      }
-    }
+    const lock = state.engineLock as EngineLock;
     const handle: LockHandle = new LockHandle(
       state.id,
       type,
       false,
-      () => this.#release(state, handle, token),
-      () => this.#engine.descriptorsOf(lock, token),
+      () => this.#release(state, handle),
+      () => {
+        this.#writeRecord(state);
+        return this.#engine.descriptorsOf(lock);
+      },
     );
+    if (this.#metadata) {
+      const facts: HolderFacts = {
+        type,
+        user: waiter.options.user ?? this.#user,
+        acquiredAt: new Date().toISOString(),
+      };
+      if (waiter.options.info !== undefined) facts.info = waiter.options.info;
+      state.facts.set(handle, facts);
+      state.recordDirty = true;
+    }
     this.#handles.add(handle);
     if (this.#log.debugEnabled) this.#log.debug({ id: state.id, type, waitedMs }, 'lock granted');
     if (channels.acquire.hasSubscribers) channels.acquire.publish({ id: state.id, type, waitedMs });
     waiter.resolve(handle);
   }
 
-  async #release(state: IdState, handle: LockHandle, token: unknown): Promise<void> {
-    this.#handles.delete(handle);
-    if (token !== null) {
-      try {
-        const removed = this.#engine.removeHolder(state.engineLock as EngineLock, token);
-        if (isPromise(removed)) await removed;
-      } catch (err) {
-        this.#log.warn({ id: state.id, err }, 'could not remove holder record');
-      }
+  /** Brings the holder record up to date; locks stay usable when it cannot be written. */
+  #writeRecord(state: IdState): void {
+    if (!state.recordDirty || state.engineLock === null) return;
+    state.recordDirty = false;
+    try {
+      const done = this.#engine.setHolders(state.engineLock, [...state.facts.values()]);
+      if (isPromise(done)) done.catch((err: unknown) => this.#recordFailed(state, err));
+    } catch (err) {
+      this.#recordFailed(state, err);
     }
+  }
+
+  #recordFailed(state: IdState, err: unknown): void {
+    this.#log.warn(
+      { id: state.id, err },
+      'could not write holder record; status shows this holder from the kernel only',
+    );
+  }
+
+  #release(state: IdState, handle: LockHandle): Promise<void> {
+    this.#handles.delete(handle);
     if (handle.type === LockType.SHARED) state.shared--;
     else state.exclusive = false;
+    if (state.facts.delete(handle)) state.recordDirty = true;
     const heldMs = Date.now() - handle.acquiredAt.getTime();
     if (this.#log.debugEnabled)
       this.#log.debug({ id: state.id, type: handle.type, heldMs }, 'lock released');
     if (channels.release.hasSubscribers)
       channels.release.publish({ id: state.id, type: handle.type, heldMs });
-    if (!state.idle) return;
-    if (state.queue.length > 0 && !this.#closed) void this.#pump(state);
-    else this.#settleIdle(state);
+    if (!state.idle) {
+      // Others of this manager still hold it: rewrite the record once for a burst of releases.
+      if (state.recordDirty) queueMicrotask(() => this.#writeRecord(state));
+      return RESOLVED;
+    }
+    if (state.queue.length > 0 && !this.#closed) {
+      // Withdraw the record now: the next grant may be in another mode, or may not come.
+      if (this.#metadata) this.#writeRecord(state);
+      void this.#pump(state);
+      return RESOLVED;
+    }
+    return this.#settleIdle(state) ?? RESOLVED;
   }
 
   /** Lets go of the engine lock and forgets the id once nobody holds or wants it. */
-  #settleIdle(state: IdState): void {
+  #settleIdle(state: IdState): Promise<void> | undefined {
     if (!state.idle || state.pumping || (state.queue.length > 0 && !this.#closed)) return;
     const lock = state.engineLock;
     state.engineLock = null;
     if (this.#states.get(state.id) === state) this.#states.delete(state.id);
-    if (lock !== null) void this.#unlockEngine(lock);
+    if (lock === null) return;
+    if (this.#metadata) {
+      try {
+        const withdrawn = this.#engine.setHolders(lock, []);
+        if (isPromise(withdrawn))
+          return withdrawn.then(
+            () => this.#unlockEngine(lock),
+            () => this.#unlockEngine(lock),
+          );
+      } catch (err) {
+        this.#recordFailed(state, err);
+      }
+    }
+    return this.#unlockEngine(lock);
   }
 
-  async #unlockEngine(lock: EngineLock): Promise<void> {
+  #unlockEngine(lock: EngineLock): Promise<void> | undefined {
     try {
       const done = this.#engine.unlock(lock);
-      if (isPromise(done)) await done;
+      if (isPromise(done)) {
+        return done.catch((err: unknown) => this.#log.warn({ id: lock.id, err }, 'unlock failed'));
+      }
     } catch (err) {
       this.#log.warn({ id: lock.id, err }, 'unlock failed');
     }
+    return undefined;
   }
 
   /** Takes a waiter out of the queue and rejects it: timeout, abort, or an engine error. */
-  #drop(state: IdState, waiter: Waiter, why: 'timeout' | 'abort' | Error | unknown): void {
+  #drop(state: IdState, waiter: Waiter, why: unknown): void {
     if (waiter.settled) return;
-    waiter.settled = true;
-    waiter.dispose();
+    this.#settle(waiter);
     const index = state.queue.indexOf(waiter);
     if (index >= 0) state.queue.splice(index, 1);
     const waitedMs = performance.now() - waiter.startedAt;

@@ -79,7 +79,11 @@ describe('stale cleanup', () => {
     await holder.request({ op: 'acquire', id: 'busy', type: SHARED });
     const result = await m.cleanupStaleLocks();
     assert.deepEqual(result, { removed: ['free1', 'free2'], active: ['busy'] });
-    assert.deepEqual(readdirSync(join(root, '.locks')).sort(), ['busy.holders', 'busy.lock']);
+    assert.deepEqual(readdirSync(join(root, '.locks')).sort(), [
+      'busy.gate',
+      'busy.holders',
+      'busy.lock',
+    ]);
     assert.equal((await m.getLockStatus('busy')).holders.length, 1);
     await m.close();
   });

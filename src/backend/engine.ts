@@ -6,7 +6,7 @@
  */
 import type { CleanupResult, LockHolder, LockStatus, LockType } from '../types.js';
 
-type MaybePromise<T> = T | Promise<T>;
+export type MaybePromise<T> = T | Promise<T>;
 
 /** A lock the engine granted. */
 export interface EngineLock {
@@ -15,26 +15,36 @@ export interface EngineLock {
 }
 
 /** What a holder record says about one in-memory holder. */
-export type HolderFacts = Omit<LockHolder, 'source'>;
+export type HolderFacts = Pick<LockHolder, 'type' | 'user' | 'acquiredAt' | 'info'>;
+
+/**
+ * One manager's attempt to take an id in one mode. It may keep a place in line between
+ * polls (the writer-intent gate), so it must be polled to success or cancelled.
+ */
+export interface Attempt {
+  /** One step that never blocks: the lock, or null when it must wait. */
+  poll(): MaybePromise<EngineLock | null>;
+  /**
+   * Resolves when polling again is worth it: a release may have happened, the backoff for
+   * `round` (0, 1, 2…) elapsed, or `signal` aborted. Never rejects.
+   */
+  wait(round: number, signal: AbortSignal): Promise<void>;
+  /** Gives up, letting go of any place in line. */
+  cancel(): MaybePromise<void>;
+}
 
 export interface Engine {
   /** Where an id's lock lives, for messages (a file path, a database key). */
   locationOf(id: string): string;
   /** Prepares the store (directories, tables). Called once before anything else. */
   init(): MaybePromise<void>;
-  /** One attempt that never waits: the lock, or null when someone else holds a conflicting one. */
-  tryLock(id: string, mode: LockType): MaybePromise<EngineLock | null>;
+  /** Starts taking `id`; `once` = a single attempt that never takes a place in line. */
+  begin(id: string, mode: LockType, once: boolean): Attempt;
   unlock(lock: EngineLock): MaybePromise<void>;
-  /**
-   * Resolves when another attempt is worth making: a release may have happened, or the
-   * engine's backoff for this `attempt` (0, 1, 2…) elapsed, or `signal` aborted. Never rejects.
-   */
-  waitForChange(id: string, attempt: number, signal: AbortSignal): Promise<void>;
-  /** Publishes a holder of `lock`; returns a token for removeHolder. */
-  addHolder(lock: EngineLock, facts: HolderFacts): MaybePromise<unknown>;
-  removeHolder(lock: EngineLock, token: unknown): MaybePromise<void>;
+  /** Publishes who holds `lock` in this manager; an empty list withdraws the record. */
+  setHolders(lock: EngineLock, holders: HolderFacts[]): MaybePromise<void>;
   /** Local descriptors a child process must inherit to keep holding `lock` (none for remote engines). */
-  descriptorsOf(lock: EngineLock, token: unknown): number[];
+  descriptorsOf(lock: EngineLock): number[];
   status(id: string): Promise<LockStatus>;
   list(): Promise<LockStatus[]>;
   cleanup(): Promise<CleanupResult>;

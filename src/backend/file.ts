@@ -1,12 +1,21 @@
 /**
- * The flock engine: one lock file per id in the lock directory.
+ * The flock engine: per id, a lock file `<base>.lock` (the lock itself, the file flock(1)
+ * users share), a gate `<base>.gate`, and a directory of holder records.
  *
  * Invariant (mutual exclusion while files are cleaned up): a lock file is deleted only by
  * someone holding it exclusively, and every successful flock is followed by a check that
- * the path still names the locked inode. Without the check, a process that opened the
- * file just before cleanup unlinked it would lock the orphaned inode while the next
- * acquirer creates and locks a fresh file: two holders. With it, the late locker sees
- * the path moved on, lets go, and locks what the path names now.
+ * the file still has a name (fstat nlink > 0). Without it, a process that opened the file
+ * just before cleanup unlinked it would lock the orphaned inode while the next acquirer
+ * creates and locks a fresh file: two holders. With it, the late locker sees the orphan,
+ * lets go, and opens what the path names now. Once the check passes it stays true: nobody
+ * unlinks a file they cannot lock exclusively, and we hold it.
+ *
+ * Fairness (writers not starved by readers, readers not by writers), like SQLite's PENDING
+ * lock: a writer that must wait first takes the gate exclusively, so no new reader gets
+ * past it, and waits for the readers already inside. A reader takes the gate shared, takes
+ * the lock shared, and lets the gate go; while it waits for a writer to finish it keeps the
+ * gate shared, so the next writer queues behind it. Holders that do not speak this
+ * protocol (flock(1), Python) are still excluded by the lock itself.
  */
 import {
   closeSync,
@@ -18,7 +27,6 @@ import {
   statSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
 import { LockFileError } from '../errors.js';
 import {
   baseNameForId,
@@ -28,50 +36,29 @@ import {
   isHashedBase,
   LOCK_SUFFIX,
 } from '../ids.js';
-import { tryLockFd } from '../sys/flock.js';
+import { touchFd, tryLockFd, unlockFd } from '../sys/flock.js';
 import { inodeKey, type KernelLock, readKernelLocks } from '../sys/proc-locks.js';
 import { currentIdentity, processOwner, userName } from '../sys/users.js';
 import type { CleanupResult, LockHolder, LockStatus } from '../types.js';
 import { LockType } from '../types.js';
-import type { Engine, EngineLock, HolderFacts } from './engine.js';
+import type { Attempt, Engine, EngineLock, HolderFacts } from './engine.js';
 import { fsError } from './fs-errors.js';
-import {
-  ensureDir,
-  OPEN_EXISTING,
-  openLockFile,
-  stillNamed,
-  TMP_PREFIX,
-  unlinkQuietly,
-} from './lock-file.js';
-import {
-  type HeldRecord,
-  readRecords,
-  removeDeadRecords,
-  removeRecord,
-  removeRecordDir,
-  writeRecord,
-} from './records.js';
+import { ensureDir, OPEN_EXISTING, openLockFile, TMP_PREFIX, unlinkQuietly } from './lock-file.js';
+import { readRecords, removeDeadRecords, removeRecordDir } from './records.js';
+import { type FileKey, Slot, SlotCache } from './slots.js';
+import { onChange } from './watcher.js';
 
-/** Longest pause between two attempts of a waiter that saw no release. */
-const MAX_BACKOFF_MS = 50;
+export const GATE_SUFFIX = '.gate';
+/** Longest pause between two polls of a waiter that saw no event (a SIGKILLed holder makes none). */
+const MAX_BACKOFF_MS = 100;
 /** Temporary files older than this were left by a crash in mid-creation. */
 const TMP_STALE_MS = 60_000;
-
-interface FileKey {
-  id: string;
-  base: string;
-  lockPath: string;
-  holdersDir: string;
-  /** What a new lock file holds: the id as JSON, for hashed names only. */
-  content: string | null;
-}
 
 class FileLock implements EngineLock {
   constructor(
     readonly id: string,
     readonly mode: LockType,
-    readonly fd: number,
-    readonly key: FileKey,
+    readonly slot: Slot,
   ) {}
 }
 
@@ -79,19 +66,22 @@ export class FileEngine implements Engine {
   readonly root: string;
   readonly lockDir: string;
   /** Mode of directories we create: the root's own, so sharing follows the root. */
-  #dirMode = 0o777;
+  dirMode = 0o777;
+  readonly slots = new SlotCache();
 
   constructor(root: string, lockDir: string) {
     this.root = root;
     this.lockDir = lockDir;
   }
 
-  #key(id: string): FileKey {
+  key(id: string): FileKey {
     const base = baseNameForId(id);
     return {
       id,
       base,
       lockPath: join(this.lockDir, base + LOCK_SUFFIX),
+      gateName: base + GATE_SUFFIX,
+      gatePath: join(this.lockDir, base + GATE_SUFFIX),
       holdersDir: join(this.lockDir, base + HOLDERS_SUFFIX),
       // JSON, because UTF-8 cannot carry the unpaired surrogates some hashed ids have.
       content: isHashedBase(base) ? JSON.stringify(id) : null,
@@ -99,7 +89,7 @@ export class FileEngine implements Engine {
   }
 
   locationOf(id: string): string {
-    return this.#key(id).lockPath;
+    return this.key(id).lockPath;
   }
 
   init(): void {
@@ -124,71 +114,133 @@ export class FileEngine implements Engine {
         Object.assign(new Error('ENOTDIR'), { code: 'ENOTDIR' }),
       );
     }
-    this.#dirMode = st.mode & 0o3777;
-    ensureDir(this.lockDir, this.#dirMode);
+    this.dirMode = st.mode & 0o3777;
+    ensureDir(this.lockDir, this.dirMode);
   }
 
-  tryLock(id: string, mode: LockType): FileLock | null {
-    const key = this.#key(id);
+  begin(id: string, mode: LockType, once: boolean): Attempt {
+    const slot = this.slots.take(id, () => new Slot(this.key(id), this.dirMode));
+    return new FileAttempt(this, slot, mode, once);
+  }
+
+  /** Takes the lock file in `slot` without waiting; reopens it if cleanup unlinked it. */
+  lockMain(slot: Slot, exclusive: boolean): boolean {
+    const { key } = slot;
     for (;;) {
-      const fd = openLockFile(key.lockPath, this.lockDir, this.#dirMode, key.content, id);
+      if (slot.main < 0)
+        slot.main = openLockFile(key.lockPath, this.lockDir, this.dirMode, key.content, key.id);
       let granted: boolean;
       try {
-        granted = tryLockFd(fd, mode === LockType.EXCLUSIVE, key.lockPath);
-        if (granted && !stillNamed(fd, key.lockPath)) {
-          closeSync(fd);
-          continue;
-        }
+        granted = tryLockFd(slot.main, exclusive, key.lockPath);
+        if (!granted) return false;
+        if (fstatSync(slot.main).nlink > 0) return true;
       } catch (err) {
-        closeSync(fd);
-        throw fsError(err, 'cannot lock', key.lockPath, 'read', id);
+        throw fsError(err, 'cannot lock', key.lockPath, 'read', key.id);
       }
-      if (!granted) {
-        closeSync(fd);
-        return null;
-      }
-      return new FileLock(id, mode, fd, key);
+      closeSync(slot.main);
+      slot.main = -1;
     }
   }
 
-  /**
-   * Closing is the release: no LOCK_UN, which would drop the lock for every descriptor
-   * sharing the open file description. A command that `locksmith run` started inherits
-   * one, and as with flock(1) the lock must stay held until it and its children are done.
-   */
-  unlock(lock: EngineLock): void {
-    closeSync((lock as FileLock).fd);
+  /** Takes the gate in `slot` without waiting, with the same orphan check. */
+  lockGate(slot: Slot, exclusive: boolean): boolean {
+    const { key } = slot;
+    for (;;) {
+      if (!this.openGate(slot)) return true; // gateless: no place in line to take
+      try {
+        if (!tryLockFd(slot.gate, exclusive, key.gatePath)) return false;
+        if (fstatSync(slot.gate).nlink > 0) return true;
+      } catch (err) {
+        throw fsError(err, 'cannot lock', key.gatePath, 'read', key.id);
+      }
+      closeSync(slot.gate);
+      slot.gate = -1;
+    }
   }
 
-  descriptorsOf(lock: EngineLock, token: unknown): number[] {
-    const record = token as HeldRecord | null;
-    return record === null ? [(lock as FileLock).fd] : [(lock as FileLock).fd, record.fd];
-  }
-
-  async waitForChange(_id: string, attempt: number, signal: AbortSignal): Promise<void> {
-    const base = Math.min(2 ** attempt, MAX_BACKOFF_MS);
-    const ms = base / 2 + Math.random() * (base / 2);
-    await delay(ms, undefined, { signal }).catch(() => undefined);
-  }
-
-  addHolder(lock: EngineLock, facts: HolderFacts): HeldRecord {
-    const { key } = lock as FileLock;
+  /** Opens (or makes) the gate; false when this slot must do without one. */
+  openGate(slot: Slot): boolean {
+    if (slot.gate >= 0) return true;
+    if (slot.gateless) return false;
     try {
-      return writeRecord(key.holdersDir, this.#dirMode, facts, key.id);
+      slot.gate = openLockFile(slot.key.gatePath, this.lockDir, this.dirMode, null, slot.key.id);
+      return true;
     } catch (err) {
-      throw fsError(err, 'cannot write holder record in', key.holdersDir, 'write', key.id);
+      const errno = (err as { errno?: string }).errno;
+      if (!['EACCES', 'EPERM', 'EROFS', 'ENOSPC', 'EDQUOT'].includes(errno ?? '')) throw err;
+      slot.gateless = true;
+      return false;
     }
   }
 
-  removeHolder(_lock: EngineLock, token: unknown): void {
-    removeRecord(token as HeldRecord);
+  /** Lets waiters of this id (in any process) know that something changed. */
+  notify(slot: Slot): void {
+    try {
+      if (this.openGate(slot)) touchFd(slot.gate);
+    } catch {
+      // Waiters also poll on a capped backoff; a missed wake-up only costs them time.
+    }
+  }
+
+  unlock(lock: EngineLock): void {
+    const { slot } = lock as FileLock;
+    slot.held = null;
+    if (slot.inherited) {
+      // A child process shares these descriptions: closing ours keeps its lock (and its
+      // record) alive, as flock(1) does; unlocking would take them from it.
+      if (slot.main >= 0) closeSync(slot.main);
+      slot.main = -1;
+      slot.record?.close();
+      slot.closeAll();
+      this.slots.forget(slot);
+      return;
+    }
+    try {
+      unlockFd(slot.main, slot.key.lockPath);
+    } catch {
+      closeSync(slot.main); // closing releases it too
+      slot.main = -1;
+    }
+    this.notify(slot);
+    this.slots.release(slot);
+  }
+
+  setHolders(lock: EngineLock, holders: HolderFacts[]): void {
+    const { slot } = lock as FileLock;
+    const record = slot.record;
+    if (record === null) return;
+    if (holders.length > 0) {
+      try {
+        record.publish(holders);
+      } catch (err) {
+        throw fsError(
+          err,
+          'cannot write holder record in',
+          slot.key.holdersDir,
+          'write',
+          slot.key.id,
+        );
+      }
+    } else if (!slot.inherited) {
+      record.withdraw();
+    }
+  }
+
+  descriptorsOf(lock: EngineLock): number[] {
+    const { slot } = lock as FileLock;
+    slot.inherited = true;
+    const record = slot.record;
+    return record?.locked ? [slot.main, record.fd] : [slot.main];
   }
 
   async status(id: string): Promise<LockStatus> {
-    return this.#status(this.#key(id), readKernelLocks());
+    return this.#status(this.key(id), readKernelLocks());
   }
 
-  #status(key: FileKey, kernel: Map<string, KernelLock[]> | null): LockStatus {
+  #status(
+    key: Pick<FileKey, 'id' | 'lockPath' | 'holdersDir'>,
+    kernel: Map<string, KernelLock[]> | null,
+  ): LockStatus {
     const status: LockStatus = { id: key.id, state: 'free', holders: [], path: key.lockPath };
     let entries: KernelLock[] = [];
     try {
@@ -199,7 +251,7 @@ export class FileEngine implements Engine {
       }
       return status;
     }
-    const records = readRecords(key.holdersDir).live;
+    const records = readRecords(key.holdersDir, kernel).live;
     const host = currentIdentity().host;
     const recordedPids = new Set(records.filter((h) => h.hostname === host).map((h) => h.pid));
     const holders: LockHolder[] = [...records];
@@ -227,10 +279,6 @@ export class FileEngine implements Engine {
         ? 'shared'
         : 'free';
     return status;
-  }
-
-  close(): void {
-    // Nothing of the engine's own stays open: every descriptor belongs to a lock or record.
   }
 
   /** The id a lock file stands for, or null for files locksmith did not name. */
@@ -264,34 +312,30 @@ export class FileEngine implements Engine {
     for (const name of this.#entries()) {
       if (!name.endsWith(LOCK_SUFFIX)) continue;
       const base = name.slice(0, -LOCK_SUFFIX.length);
-      const path = join(this.lockDir, name);
-      const id = this.#idOf(base, path);
+      const lockPath = join(this.lockDir, name);
+      const id = this.#idOf(base, lockPath);
       if (id === null) continue;
       out.push(
         this.#status(
-          {
-            id,
-            base,
-            lockPath: path,
-            holdersDir: join(this.lockDir, base + HOLDERS_SUFFIX),
-            content: null,
-          },
+          { id, lockPath, holdersDir: join(this.lockDir, base + HOLDERS_SUFFIX) },
           kernel,
         ),
       );
     }
-    return out.sort((a, b) => a.id.localeCompare(b.id));
+    return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
   /**
-   * Removes what nobody holds: each lock file is taken exclusively without waiting,
-   * checked to be still the file its path names, and only then emptied of records and
-   * unlinked; a file someone holds is left alone (only its dead records go).
+   * Removes what nobody holds: a lock file is taken exclusively without waiting, checked to
+   * still have its name, and its gate taken too (nobody in line); only then are its
+   * records, gate and file unlinked. An id someone holds or waits for is left alone (only
+   * its dead records go).
    */
   async cleanup(): Promise<CleanupResult> {
     const result: CleanupResult = { removed: [], active: [] };
+    const kernel = readKernelLocks();
     const names = this.#entries();
-    const lockBases = new Set(
+    const bases = new Set(
       names.filter((n) => n.endsWith(LOCK_SUFFIX)).map((n) => n.slice(0, -LOCK_SUFFIX.length)),
     );
     for (const name of names) {
@@ -299,14 +343,14 @@ export class FileEngine implements Engine {
       if (name.startsWith(TMP_PREFIX)) {
         removeOldTemp(path);
       } else if (name.endsWith(LOCK_SUFFIX)) {
-        const base = name.slice(0, -LOCK_SUFFIX.length);
-        this.#cleanOne(base, path, result);
+        this.#cleanOne(name.slice(0, -LOCK_SUFFIX.length), kernel, result);
       } else if (
         name.endsWith(HOLDERS_SUFFIX) &&
-        !lockBases.has(name.slice(0, -HOLDERS_SUFFIX.length))
+        !bases.has(name.slice(0, -HOLDERS_SUFFIX.length))
       ) {
-        // Records whose lock file is gone; a live writer would have re-created the file first.
-        removeDeadRecords(readRecords(path).dead);
+        removeDeadRecords(readRecords(path, kernel).dead);
+      } else if (name.endsWith(GATE_SUFFIX) && !bases.has(name.slice(0, -GATE_SUFFIX.length))) {
+        removeIfFree(path);
       }
     }
     result.removed.sort();
@@ -314,39 +358,181 @@ export class FileEngine implements Engine {
     return result;
   }
 
-  #cleanOne(base: string, lockPath: string, result: CleanupResult): void {
-    const id = this.#idOf(base, lockPath) ?? base;
+  #cleanOne(base: string, kernel: Map<string, KernelLock[]> | null, result: CleanupResult): void {
+    const lockPath = join(this.lockDir, base + LOCK_SUFFIX);
+    const gatePath = join(this.lockDir, base + GATE_SUFFIX);
     const holdersDir = join(this.lockDir, base + HOLDERS_SUFFIX);
+    const id = this.#idOf(base, lockPath) ?? base;
     let fd: number;
     try {
       fd = openSync(lockPath, OPEN_EXISTING);
     } catch {
-      return; // gone already, or not ours to open: nothing to remove
+      return; // gone already, or not ours to open
     }
+    let gate = -1;
     try {
-      if (!statIsFile(fd)) return; // not a lock file (a planted FIFO or directory): not ours to judge
+      if (!fstatSync(fd).isFile()) return; // a planted FIFO or directory: not ours to judge
       if (!tryLockFd(fd, true, lockPath)) {
         result.active.push(id);
-        removeDeadRecords(readRecords(holdersDir).dead);
+        removeDeadRecords(readRecords(holdersDir, kernel).dead);
         return;
       }
-      if (!stillNamed(fd, lockPath)) return; // replaced since we opened it: its new owner decides
+      if (fstatSync(fd).nlink === 0) return; // someone else removed it meanwhile
+      try {
+        gate = openSync(gatePath, OPEN_EXISTING);
+      } catch {
+        gate = -1;
+      }
+      if (gate >= 0 && !tryLockFd(gate, true, gatePath)) {
+        result.active.push(id); // a waiter holds its place in line
+        return;
+      }
       removeRecordDir(holdersDir);
+      if (gate >= 0) unlinkQuietly(gatePath);
       unlinkQuietly(lockPath);
       result.removed.push(id);
     } catch {
       // EPERM in a sticky directory (another user's file) and the like: leave it be.
     } finally {
-      closeSync(fd); // drops our exclusive lock, after the unlink
+      if (gate >= 0) closeSync(gate);
+      closeSync(fd); // drops our exclusive locks, after the unlinks
     }
+  }
+
+  close(): void {
+    this.slots.closeAll();
   }
 }
 
-function statIsFile(fd: number): boolean {
+/** One manager's attempt at one id: the fast path, then the gate, then the lock. */
+class FileAttempt implements Attempt {
+  #phase: 'start' | 'gate' | 'main' = 'start';
+  #waited = false;
+  #done = false;
+  #changed = false;
+  #wake: (() => void) | null = null;
+  #unsubscribe: (() => void) | null = null;
+
+  constructor(
+    readonly engine: FileEngine,
+    readonly slot: Slot,
+    readonly mode: LockType,
+    readonly once: boolean,
+  ) {}
+
+  poll(): FileLock | null {
+    const { engine, slot } = this;
+    const exclusive = this.mode === LockType.EXCLUSIVE;
+    try {
+      if (this.#phase === 'start') {
+        // A writer that finds the lock free takes it at once: the gate matters only to
+        // writers that have to wait (and to readers, who must not pass a waiting writer).
+        if (exclusive && engine.lockMain(slot, true)) return this.#granted();
+        if (exclusive && this.once) return this.#finish();
+        this.#phase = 'gate';
+      }
+      if (this.#phase === 'gate') {
+        if (!engine.lockGate(slot, exclusive)) return this.once ? this.#finish() : null;
+        this.#phase = 'main';
+      }
+      if (engine.lockMain(slot, exclusive)) {
+        // Leaving the gate lets readers (or the next writer) in line move: tell them,
+        // unless we never waited (then nobody can have queued behind us).
+        this.#leaveGate(this.#waited || exclusive);
+        return this.#granted();
+      }
+      if (this.once) {
+        this.#leaveGate(false);
+        return this.#finish();
+      }
+      this.#waited = true;
+      return null;
+    } catch (err) {
+      this.cancel();
+      throw err;
+    }
+  }
+
+  #leaveGate(notify: boolean): void {
+    this.#phase = 'gate';
+    if (this.slot.gate < 0) return; // gateless
+    unlockFd(this.slot.gate, this.slot.key.gatePath);
+    if (notify) touchFd(this.slot.gate);
+  }
+
+  #granted(): FileLock {
+    this.#stopListening();
+    this.#done = true;
+    this.slot.held = this.mode;
+    return new FileLock(this.slot.key.id, this.mode, this.slot);
+  }
+
+  #finish(): null {
+    this.#stopListening();
+    this.#done = true;
+    this.engine.slots.release(this.slot);
+    return null;
+  }
+
+  wait(round: number, signal: AbortSignal): Promise<void> {
+    if (this.#unsubscribe === null && !this.#done) {
+      this.#unsubscribe = onChange(this.engine.lockDir, this.slot.key.gateName, () => {
+        this.#changed = true;
+        this.#wake?.();
+      });
+    }
+    if (this.#changed || signal.aborted) {
+      this.#changed = false;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        this.#wake = null;
+        this.#changed = false;
+        resolve();
+      };
+      const timer = setTimeout(done, Math.min(2 ** round, MAX_BACKOFF_MS));
+      signal.addEventListener('abort', done, { once: true });
+      this.#wake = done;
+    });
+  }
+
+  #stopListening(): void {
+    this.#unsubscribe?.();
+    this.#unsubscribe = null;
+    this.#wake?.();
+  }
+
+  cancel(): void {
+    if (this.#done) return;
+    if (this.#phase === 'main') {
+      try {
+        this.#leaveGate(true);
+      } catch {
+        // the descriptor is gone; so is our place in line
+      }
+    }
+    this.#finish();
+  }
+}
+
+/** Removes a lock-like file if nobody holds it (an orphaned gate). */
+function removeIfFree(path: string): void {
+  let fd: number;
   try {
-    return fstatSync(fd).isFile();
+    fd = openSync(path, OPEN_EXISTING);
   } catch {
-    return false;
+    return;
+  }
+  try {
+    if (fstatSync(fd).isFile() && tryLockFd(fd, true, path) && fstatSync(fd).nlink > 0)
+      unlinkQuietly(path);
+  } catch {
+    // another user's, or gone
+  } finally {
+    closeSync(fd);
   }
 }
 

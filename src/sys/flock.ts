@@ -6,7 +6,7 @@
  * kernel drops them when the last descriptor closes (a crash never leaves a lock held),
  * and util-linux flock(1) and Python's fcntl.flock use the same lock.
  *
- * Only non-blocking calls are made. A blocking flock would park a libuv worker thread
+ * Also futimens, the wake-up signal for waiters. Only non-blocking calls are made. A blocking flock would park a libuv worker thread
  * that cannot be cancelled; waiting is done by the callers, on events and timers.
  */
 import { createRequire } from 'node:module';
@@ -24,6 +24,12 @@ const EWOULDBLOCK = 11;
 
 const libc = koffi.load('libc.so.6');
 const flockFn = libc.func('int flock(int fd, int operation)') as (fd: number, op: number) => number;
+// futimens(fd, NULL) sets both times to now and needs only write permission on the file,
+// where node's futimes passes explicit times, which only the owner may set.
+const futimensFn = libc.func('int futimens(int fd, void *times)') as (
+  fd: number,
+  times: null,
+) => number;
 
 /** An errno from flock, shaped like the errors node:fs throws. */
 export function errnoError(errno: number, syscall: string, path?: string): NodeJS.ErrnoException {
@@ -59,6 +65,14 @@ export function tryLockFd(fd: number, exclusive: boolean, path?: string): boolea
   if (errno === 0) return true;
   if (errno === EWOULDBLOCK) return false;
   throw errnoError(errno, 'flock', path);
+}
+
+/**
+ * Marks a file as changed (inotify IN_ATTRIB) so that waiters watching its directory wake
+ * at once. Best effort: returns false where this user may not touch the file.
+ */
+export function touchFd(fd: number): boolean {
+  return futimensFn(fd, null) === 0;
 }
 
 /** Drops this description's lock (a no-op when it holds none). */

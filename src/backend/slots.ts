@@ -1,0 +1,98 @@
+/**
+ * The descriptors a manager keeps per id: the lock file, its gate, its holder record.
+ * Reopening them for every grant would double the cost of an uncontended lock, so idle
+ * ids keep theirs in a small LRU; held ids keep theirs as long as they are held.
+ */
+import { closeSync } from 'node:fs';
+import type { LockType } from '../types.js';
+import { RecordFile } from './records.js';
+
+export interface FileKey {
+  id: string;
+  base: string;
+  lockPath: string;
+  gatePath: string;
+  gateName: string;
+  holdersDir: string;
+  /** What a new lock file holds: the id as JSON, for hashed names only. */
+  content: string | null;
+}
+
+/** Idle ids whose descriptors stay open. */
+const IDLE_LIMIT = 64;
+
+export class Slot {
+  main = -1;
+  gate = -1;
+  record: RecordFile | null = null;
+  /** The mode held, or null while idle or waiting. */
+  held: LockType | null = null;
+  /**
+   * The gate cannot be made here (no write access to the lock directory, a read-only or
+   * full file system): this manager then locks the id like flock(1) does, without taking
+   * part in writer priority, rather than fail on a lock file it may lock.
+   */
+  gateless = false;
+  /** Descriptors were given to a child process: release by closing, never by unlocking. */
+  inherited = false;
+
+  constructor(
+    readonly key: FileKey,
+    dirMode: number,
+  ) {
+    this.record = new RecordFile(key.holdersDir, dirMode, key.id);
+  }
+
+  closeAll(): void {
+    if (this.main >= 0) closeSync(this.main);
+    if (this.gate >= 0) closeSync(this.gate);
+    this.main = -1;
+    this.gate = -1;
+    this.record?.close(true);
+  }
+}
+
+/** Slots by id; idle ones also in an insertion-ordered map, the least recently used first. */
+export class SlotCache {
+  readonly #slots = new Map<string, Slot>();
+  readonly #idle = new Map<string, Slot>();
+
+  /** The slot of `id`, taken out of the idle set: it is in use until `release`. */
+  take(id: string, make: () => Slot): Slot {
+    let slot = this.#slots.get(id);
+    if (slot === undefined) {
+      slot = make();
+      this.#slots.set(id, slot);
+    }
+    this.#idle.delete(id);
+    return slot;
+  }
+
+  /** Back to idle; the oldest idle slots beyond the limit are closed. */
+  release(slot: Slot): void {
+    const id = slot.key.id;
+    if (this.#slots.get(id) !== slot) return;
+    this.#idle.delete(id);
+    this.#idle.set(id, slot);
+    while (this.#idle.size > IDLE_LIMIT) {
+      const [oldId, old] = this.#idle.entries().next().value as [string, Slot];
+      this.#idle.delete(oldId);
+      this.#slots.delete(oldId);
+      old.closeAll();
+    }
+  }
+
+  /** Drops a slot whose descriptors are gone (given to a child, or closed). */
+  forget(slot: Slot): void {
+    const id = slot.key.id;
+    if (this.#slots.get(id) !== slot) return;
+    this.#slots.delete(id);
+    this.#idle.delete(id);
+  }
+
+  closeAll(): void {
+    for (const slot of this.#slots.values()) slot.closeAll();
+    this.#slots.clear();
+    this.#idle.clear();
+  }
+}
