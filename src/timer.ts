@@ -5,14 +5,16 @@ const MAX_DELAY = 2 ** 31 - 1;
 export function setLongTimeout(fn: () => void, ms: number): () => void {
   let timer: NodeJS.Timeout;
   const deadline = performance.now() + ms;
+  // Node's timers keep whole milliseconds and may fire a fraction early: re-arm until the
+  // deadline has really passed, so a timeout never ends a wait before it is due.
   const arm = (left: number) => {
     timer = setTimeout(
       () => {
         const rest = deadline - performance.now();
-        if (rest > 1) arm(rest);
+        if (rest > 0) arm(rest);
         else fn();
       },
-      Math.min(left, MAX_DELAY),
+      Math.min(Math.ceil(left), MAX_DELAY),
     );
   };
   arm(ms);

@@ -51,6 +51,10 @@ import { onChange } from './watcher.js';
 export const GATE_SUFFIX = '.gate';
 /** Longest pause between two polls of a waiter that saw no event (a SIGKILLed holder makes none). */
 const MAX_BACKOFF_MS = 100;
+/** Longest cool-down of a waiter that keeps losing the race to a releaser that takes the lock back. */
+const MAX_COOLDOWN_MS = 16;
+/** Release notifications of one id are coalesced to one per this window (see notifyRelease). */
+const TOUCH_EVERY_MS = 1;
 /** Temporary files older than this were left by a crash in mid-creation. */
 const TMP_STALE_MS = 60_000;
 
@@ -80,6 +84,7 @@ export class FileEngine implements Engine {
       id,
       base,
       lockPath: join(this.lockDir, base + LOCK_SUFFIX),
+      lockName: base + LOCK_SUFFIX,
       gateName: base + GATE_SUFFIX,
       gatePath: join(this.lockDir, base + GATE_SUFFIX),
       holdersDir: join(this.lockDir, base + HOLDERS_SUFFIX),
@@ -173,8 +178,34 @@ export class FileEngine implements Engine {
     }
   }
 
-  /** Lets waiters of this id (in any process) know that something changed. */
-  notify(slot: Slot): void {
+  /**
+   * Tells waiters past the gate (in any process) that the lock was released, by touching
+   * the lock file; where this user may not touch it (another user's 0644 file), the gate,
+   * which those waiters listen to as well.
+   *
+   * Touches are coalesced per id: at once when the last one is older than TOUCH_EVERY_MS,
+   * else once at the end of that window. A single hand-off is told at once; a holder that
+   * releases and retakes the lock in a loop does not pay a journaled inode update and a
+   * wake-up of every watching process per iteration, and its last release is still told.
+   */
+  notifyRelease(slot: Slot): void {
+    const now = performance.now();
+    const due = slot.touchedAt + TOUCH_EVERY_MS;
+    if (now >= due) {
+      slot.touchedAt = now;
+      this.#touch(slot);
+    } else if (slot.touchTimer === null) {
+      slot.touchTimer = setTimeout(() => {
+        slot.touchTimer = null;
+        slot.touchedAt = performance.now();
+        this.#touch(slot);
+      }, due - now);
+      slot.touchTimer.unref();
+    }
+  }
+
+  #touch(slot: Slot): void {
+    if (slot.main >= 0 && touchFd(slot.main)) return;
     try {
       if (this.openGate(slot)) touchFd(slot.gate);
     } catch {
@@ -197,11 +228,11 @@ export class FileEngine implements Engine {
     }
     try {
       unlockFd(slot.main, slot.key.lockPath);
+      this.notifyRelease(slot);
     } catch {
       closeSync(slot.main); // closing releases it too
       slot.main = -1;
     }
-    this.notify(slot);
     this.slots.release(slot);
   }
 
@@ -410,8 +441,19 @@ class FileAttempt implements Attempt {
   #waited = false;
   #done = false;
   #changed = false;
+  /** How the last wait ended: a release event, the plain backoff, or a cool-down. */
+  #wokeBy: 'event' | 'backoff' | 'cooldown' = 'backoff';
+  /**
+   * Polls in a row that an event woke and that still failed: the releaser took the lock
+   * back before we got there (a holder in a loop). Reacting to every release then only
+   * burns CPU the holder needs, so such a waiter cools down before it polls again, the
+   * way adaptive mutexes stop spinning. A clean hand-off never loses and never cools.
+   */
+  #lost = 0;
   #wake: (() => void) | null = null;
   #unsubscribe: (() => void) | null = null;
+  /** The phase whose wake-ups we listen to. */
+  #listening: 'start' | 'gate' | 'main' | null = null;
 
   constructor(
     readonly engine: FileEngine,
@@ -475,33 +517,62 @@ class FileAttempt implements Attempt {
   }
 
   wait(round: number, signal: AbortSignal): Promise<void> {
-    if (this.#unsubscribe === null && !this.#done) {
-      this.#unsubscribe = onChange(this.engine.lockDir, this.slot.key.gateName, () => {
-        this.#changed = true;
-        this.#wake?.();
-      });
+    // Losing after an event, or after a cool-down, means a holder keeps retaking the lock.
+    this.#lost = this.#wokeBy === 'backoff' ? 0 : this.#lost + 1;
+    const cooling = this.#lost >= 2;
+    if (cooling) {
+      // Deaf while cooling: waking for releases we would lose anyway is what costs.
+      this.#stopListening();
+    } else {
+      this.#listen();
+      if (this.#changed || signal.aborted) {
+        this.#changed = false;
+        this.#wokeBy = 'event';
+        return Promise.resolve();
+      }
     }
-    if (this.#changed || signal.aborted) {
-      this.#changed = false;
-      return Promise.resolve();
-    }
+    const ms = cooling
+      ? Math.min(2 ** (this.#lost - 2), MAX_COOLDOWN_MS)
+      : Math.min(2 ** round, MAX_BACKOFF_MS);
     return new Promise((resolve) => {
-      const done = () => {
+      const done = (by: 'event' | 'backoff' | 'cooldown') => {
         clearTimeout(timer);
-        signal.removeEventListener('abort', done);
+        signal.removeEventListener('abort', onAbort);
         this.#wake = null;
         this.#changed = false;
+        this.#wokeBy = by;
         resolve();
       };
-      const timer = setTimeout(done, Math.min(2 ** round, MAX_BACKOFF_MS));
-      signal.addEventListener('abort', done, { once: true });
-      this.#wake = done;
+      const onAbort = () => done('backoff');
+      const timer = setTimeout(() => done(cooling ? 'cooldown' : 'backoff'), ms);
+      signal.addEventListener('abort', onAbort, { once: true });
+      if (!cooling) this.#wake = () => done('event');
     });
+  }
+
+  /** Listens for the wake-ups of the current phase (see wait). */
+  #listen(): void {
+    if (this.#listening === this.#phase || this.#done) return;
+    this.#stopListening();
+    // Past the gate, only a release of the lock can help (or a touch of the gate, where the
+    // releaser may not touch the lock file); before it, only the gate opening can.
+    const { key } = this.slot;
+    const names = this.#phase === 'main' ? [key.lockName, key.gateName] : [key.gateName];
+    const wake = () => {
+      this.#changed = true;
+      this.#wake?.();
+    };
+    const offs = names.map((name) => onChange(this.engine.lockDir, name, wake));
+    this.#unsubscribe = () => {
+      for (const off of offs) off();
+    };
+    this.#listening = this.#phase;
   }
 
   #stopListening(): void {
     this.#unsubscribe?.();
     this.#unsubscribe = null;
+    this.#listening = null;
     this.#wake?.();
   }
 

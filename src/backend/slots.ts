@@ -11,6 +11,7 @@ export interface FileKey {
   id: string;
   base: string;
   lockPath: string;
+  lockName: string;
   gatePath: string;
   gateName: string;
   holdersDir: string;
@@ -33,6 +34,9 @@ export class Slot {
    * part in writer priority, rather than fail on a lock file it may lock.
    */
   gateless = false;
+  /** When this manager last told waiters of a release (performance.now()), and its pending trailing touch. */
+  touchedAt = Number.NEGATIVE_INFINITY;
+  touchTimer: NodeJS.Timeout | null = null;
   /** Descriptors were given to a child process: release by closing, never by unlocking. */
   inherited = false;
 
@@ -44,6 +48,8 @@ export class Slot {
   }
 
   closeAll(): void {
+    if (this.touchTimer !== null) clearTimeout(this.touchTimer);
+    this.touchTimer = null;
     if (this.main >= 0) closeSync(this.main);
     if (this.gate >= 0) closeSync(this.gate);
     this.main = -1;
