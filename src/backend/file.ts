@@ -52,7 +52,7 @@ export const GATE_SUFFIX = '.gate';
 /** Longest pause between two polls of a waiter that saw no event (a SIGKILLed holder makes none). */
 const MAX_BACKOFF_MS = 100;
 /** Longest cool-down of a waiter that keeps losing the race to a releaser that takes the lock back. */
-const MAX_COOLDOWN_MS = 16;
+const MAX_COOLDOWN_MS = 2;
 /** Release notifications of one id are coalesced to one per this window (see notifyRelease). */
 const TOUCH_EVERY_MS = 1;
 /** Temporary files older than this were left by a crash in mid-creation. */

@@ -41,8 +41,10 @@ export class RecordFile {
   fd = -1;
   path = '';
   locked = false;
-  /** Bytes the file holds: content shorter than this leaves an ignored tail. */
-  #size = 0;
+  /** The JSON of this record up to its list of holders, which never changes. */
+  #prefix: string | null = null;
+  /** When the record was last checked to still have a name (performance.now()). */
+  #checkedAt = Number.NEGATIVE_INFINITY;
 
   constructor(
     readonly dir: string,
@@ -55,31 +57,26 @@ export class RecordFile {
    * error if the record cannot be written; the lock itself is not affected.
    */
   publish(holders: HolderFacts[]): void {
-    const me = currentIdentity();
-    const json = JSON.stringify({
-      id: this.id,
-      pid: process.pid,
-      hostname: me.host,
-      threadId,
-      uid: me.uid,
-      holders,
-    });
-    const body = Buffer.from(json);
-    const content = Buffer.concat([Buffer.from(`${MAGIC} ${body.length} ${crc32(body)}\n`), body]);
+    if (this.#prefix === null) {
+      const me = currentIdentity();
+      const who = JSON.stringify({ id: this.id, pid: process.pid, hostname: me.host, threadId, uid: me.uid });
+      this.#prefix = `${who.slice(0, -1)},"holders":`;
+    }
+    const body = `${this.#prefix}${JSON.stringify(holders)}}`;
+    const content = `${MAGIC} ${Buffer.byteLength(body)} ${crc32(body)}\n${body}`;
     for (let attempt = 0; ; attempt++) {
       if (this.fd < 0) this.#create();
-      writeSync(this.fd, content, 0, content.length, 0);
-      this.#size = Math.max(this.#size, content.length);
-      if (!this.locked) {
-        // Only a reader on another host ever locks a record, for an instant: retry briefly.
-        for (let i = 0; i < 100 && !this.locked; i++)
-          this.locked = tryLockFd(this.fd, true, this.path);
-        if (!this.locked)
-          throw Object.assign(new Error(`record '${this.path}' is locked by someone else`), {
-            code: 'EBUSY',
-          });
-      }
-      // Cleanup removes records it finds unlocked (ours, between two grants): start a new one.
+      writeSync(this.fd, content, 0, 'utf8');
+      if (this.locked) return;
+      // Only a reader on another host ever locks a record, for an instant: retry briefly.
+      for (let i = 0; i < 100 && !this.locked; i++) this.locked = tryLockFd(this.fd, true, this.path);
+      if (!this.locked) throw Object.assign(new Error(`record '${this.path}' is locked by someone else`), { code: 'EBUSY' });
+      // Cleanup removes records it finds unlocked (ours, between two grants); then start a
+      // new one. Checked at most once a second: meanwhile status still shows this holder,
+      // from the kernel's table.
+      const now = performance.now();
+      if (now - this.#checkedAt < 1000) return;
+      this.#checkedAt = now;
       if (fstatSync(this.fd).nlink > 0 || attempt > 3) return;
       this.close();
     }
@@ -106,7 +103,7 @@ export class RecordFile {
     closeSync(this.fd);
     this.fd = -1;
     this.locked = false;
-    this.#size = 0;
+    this.#checkedAt = Number.NEGATIVE_INFINITY;
   }
 
   #create(): void {
