@@ -45,10 +45,12 @@ import type { Attempt, Engine, EngineLock, HolderFacts } from './engine.js';
 import { fsError } from './fs-errors.js';
 import { ensureDir, OPEN_EXISTING, openLockFile, TMP_PREFIX, unlinkQuietly } from './lock-file.js';
 import { readRecords, removeDeadRecords, removeRecordDir } from './records.js';
-import { type FileKey, Slot, SlotCache } from './slots.js';
+import { type FileKey, HELD_COMPANION_LIMIT, Slot, SlotCache } from './slots.js';
 import { onChange } from './watcher.js';
 
 export const GATE_SUFFIX = '.gate';
+/** Readers that wait hold this shared: writers yield to them (see FileAttempt). */
+export const RWAIT_SUFFIX = '.rwait';
 /** Longest pause between two polls of a waiter that saw no event (a SIGKILLed holder makes none). */
 const MAX_BACKOFF_MS = 100;
 /** Longest cool-down of a waiter that keeps losing the race to a releaser that takes the lock back. */
@@ -87,6 +89,7 @@ export class FileEngine implements Engine {
       lockName: base + LOCK_SUFFIX,
       gateName: base + GATE_SUFFIX,
       gatePath: join(this.lockDir, base + GATE_SUFFIX),
+      rwaitPath: join(this.lockDir, base + RWAIT_SUFFIX),
       holdersDir: join(this.lockDir, base + HOLDERS_SUFFIX),
       // JSON, because UTF-8 cannot carry the unpaired surrogates some hashed ids have.
       content: isHashedBase(base) ? JSON.stringify(id) : null,
@@ -178,6 +181,35 @@ export class FileEngine implements Engine {
     }
   }
 
+  /** True while some reader waits for this id (it holds the announcement file shared). */
+  readersWaiting(slot: Slot): boolean {
+    if (!this.#openRwait(slot)) return false;
+    if (!tryLockFd(slot.rwait, true, slot.key.rwaitPath)) return true;
+    unlockFd(slot.rwait, slot.key.rwaitPath);
+    return false;
+  }
+
+  /** A waiting reader says so; false if that could not be said (then it just waits). */
+  announceReader(slot: Slot): boolean {
+    return this.#openRwait(slot) && tryLockFd(slot.rwait, false, slot.key.rwaitPath);
+  }
+
+  withdrawReader(slot: Slot): void {
+    if (slot.rwait >= 0) unlockFd(slot.rwait, slot.key.rwaitPath);
+  }
+
+  #openRwait(slot: Slot): boolean {
+    if (slot.rwait >= 0) return true;
+    if (slot.gateless) return false;
+    try {
+      slot.rwait = openLockFile(slot.key.rwaitPath, this.lockDir, this.dirMode, null, slot.key.id);
+      return true;
+    } catch {
+      slot.gateless = true; // fairness is best effort; the lock itself does not need it
+      return false;
+    }
+  }
+
   /**
    * Tells waiters past the gate (in any process) that the lock was released, by touching
    * the lock file; where this user may not touch it (another user's 0644 file), the gate,
@@ -216,6 +248,7 @@ export class FileEngine implements Engine {
   unlock(lock: EngineLock): void {
     const { slot } = lock as FileLock;
     slot.held = null;
+    this.slots.held--;
     if (slot.inherited) {
       // A child process shares these descriptions: closing ours keeps its lock (and its
       // record) alive, as flock(1) does; unlocking would take them from it.
@@ -382,6 +415,8 @@ export class FileEngine implements Engine {
         removeDeadRecords(readRecords(path, kernel).dead);
       } else if (name.endsWith(GATE_SUFFIX) && !bases.has(name.slice(0, -GATE_SUFFIX.length))) {
         removeIfFree(path);
+      } else if (name.endsWith(RWAIT_SUFFIX) && !bases.has(name.slice(0, -RWAIT_SUFFIX.length))) {
+        removeIfFree(path);
       }
     }
     result.removed.sort();
@@ -420,6 +455,7 @@ export class FileEngine implements Engine {
       }
       removeRecordDir(holdersDir);
       if (gate >= 0) unlinkQuietly(gatePath);
+      removeIfFree(join(this.lockDir, base + RWAIT_SUFFIX));
       unlinkQuietly(lockPath);
       result.removed.push(id);
     } catch {
@@ -437,7 +473,8 @@ export class FileEngine implements Engine {
 
 /** One manager's attempt at one id: the fast path, then the gate, then the lock. */
 class FileAttempt implements Attempt {
-  #phase: 'start' | 'gate' | 'main' = 'start';
+  #phase: 'start' | 'yield' | 'gate' | 'main' = 'start';
+  #announced = false;
   #waited = false;
   #done = false;
   #changed = false;
@@ -453,7 +490,7 @@ class FileAttempt implements Attempt {
   #wake: (() => void) | null = null;
   #unsubscribe: (() => void) | null = null;
   /** The phase whose wake-ups we listen to. */
-  #listening: 'start' | 'gate' | 'main' | null = null;
+  #listening: 'start' | 'yield' | 'gate' | 'main' | null = null;
 
   constructor(
     readonly engine: FileEngine,
@@ -466,7 +503,14 @@ class FileAttempt implements Attempt {
     const { engine, slot } = this;
     const exclusive = this.mode === LockType.EXCLUSIVE;
     try {
-      if (this.#phase === 'start') {
+      if (exclusive && this.#phase !== 'main' && engine.readersWaiting(slot)) {
+        // Readers wait (announced): a writer not yet in line lets them go first, so a
+        // stream of writers cannot starve them. One already in line keeps its place.
+        if (this.once) return this.#finish();
+        this.#phase = 'yield';
+        return null;
+      }
+      if (this.#phase === 'start' || this.#phase === 'yield') {
         // A writer that finds the lock free takes it at once: the gate matters only to
         // writers that have to wait (and to readers, who must not pass a waiting writer).
         if (exclusive && engine.lockMain(slot, true)) return this.#granted();
@@ -474,7 +518,11 @@ class FileAttempt implements Attempt {
         this.#phase = 'gate';
       }
       if (this.#phase === 'gate') {
-        if (!engine.lockGate(slot, exclusive)) return this.once ? this.#finish() : null;
+        if (!engine.lockGate(slot, exclusive)) {
+          if (this.once) return this.#finish();
+          this.#announce();
+          return null;
+        }
         this.#phase = 'main';
       }
       if (engine.lockMain(slot, exclusive)) {
@@ -488,11 +536,24 @@ class FileAttempt implements Attempt {
         return this.#finish();
       }
       this.#waited = true;
+      this.#announce();
       return null;
     } catch (err) {
       this.cancel();
       throw err;
     }
+  }
+
+  /** A reader that has to wait makes writers not yet in line yield to it. */
+  #announce(): void {
+    if (this.mode === LockType.SHARED && !this.#announced)
+      this.#announced = this.engine.announceReader(this.slot);
+  }
+
+  #withdraw(): void {
+    if (!this.#announced) return;
+    this.#announced = false;
+    this.engine.withdrawReader(this.slot);
   }
 
   #leaveGate(notify: boolean): void {
@@ -503,13 +564,16 @@ class FileAttempt implements Attempt {
   }
 
   #granted(): FileLock {
+    this.#withdraw();
     this.#stopListening();
     this.#done = true;
     this.slot.held = this.mode;
+    if (++this.engine.slots.held > HELD_COMPANION_LIMIT) this.slot.closeCompanions();
     return new FileLock(this.slot.key.id, this.mode, this.slot);
   }
 
   #finish(): null {
+    this.#withdraw();
     this.#stopListening();
     this.#done = true;
     this.engine.slots.release(this.slot);

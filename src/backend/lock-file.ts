@@ -112,7 +112,7 @@ export function openLockFile(
   }
 }
 
-/** The descriptor of the new file, or null if another creator won the race. */
+/** Makes the file; null tells the caller to open it by its name (whoever won the race). */
 function createLockFile(
   path: string,
   dir: string,
@@ -140,7 +140,10 @@ function createLockFile(
     throw fsError(err, 'cannot create lock file', path, 'write', id);
   }
   unlinkQuietly(tmp);
-  return fd;
+  // Reopen by the real name: inotify reports a descriptor's changes under the name it was
+  // opened through, and waiters listen for `<base>.lock`, not for a vanished temporary.
+  closeSync(fd);
+  return null;
 }
 
 /** Removes a path, ignoring that it is already gone. */

@@ -59,7 +59,13 @@ export class RecordFile {
   publish(holders: HolderFacts[]): void {
     if (this.#prefix === null) {
       const me = currentIdentity();
-      const who = JSON.stringify({ id: this.id, pid: process.pid, hostname: me.host, threadId, uid: me.uid });
+      const who = JSON.stringify({
+        id: this.id,
+        pid: process.pid,
+        hostname: me.host,
+        threadId,
+        uid: me.uid,
+      });
       this.#prefix = `${who.slice(0, -1)},"holders":`;
     }
     const body = `${this.#prefix}${JSON.stringify(holders)}}`;
@@ -69,8 +75,12 @@ export class RecordFile {
       writeSync(this.fd, content, 0, 'utf8');
       if (this.locked) return;
       // Only a reader on another host ever locks a record, for an instant: retry briefly.
-      for (let i = 0; i < 100 && !this.locked; i++) this.locked = tryLockFd(this.fd, true, this.path);
-      if (!this.locked) throw Object.assign(new Error(`record '${this.path}' is locked by someone else`), { code: 'EBUSY' });
+      for (let i = 0; i < 100 && !this.locked; i++)
+        this.locked = tryLockFd(this.fd, true, this.path);
+      if (!this.locked)
+        throw Object.assign(new Error(`record '${this.path}' is locked by someone else`), {
+          code: 'EBUSY',
+        });
       // Cleanup removes records it finds unlocked (ours, between two grants); then start a
       // new one. Checked at most once a second: meanwhile status still shows this holder,
       // from the kernel's table.

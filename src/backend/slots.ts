@@ -13,6 +13,7 @@ export interface FileKey {
   lockPath: string;
   lockName: string;
   gatePath: string;
+  rwaitPath: string;
   gateName: string;
   holdersDir: string;
   /** What a new lock file holds: the id as JSON, for hashed names only. */
@@ -21,10 +22,13 @@ export interface FileKey {
 
 /** Idle ids whose descriptors stay open. */
 const IDLE_LIMIT = 64;
+/** Held ids beyond this many keep only the descriptors that hold them. */
+export const HELD_COMPANION_LIMIT = 64;
 
 export class Slot {
   main = -1;
   gate = -1;
+  rwait = -1;
   record: RecordFile | null = null;
   /** The mode held, or null while idle or waiting. */
   held: LockType | null = null;
@@ -47,13 +51,26 @@ export class Slot {
     this.record = new RecordFile(key.holdersDir, dirMode, key.id);
   }
 
+  /**
+   * The gate and the reader announcement matter only while waiting: a process holding
+   * thousands of ids keeps one descriptor per id (two with records), not four.
+   */
+  closeCompanions(): void {
+    if (this.gate >= 0) closeSync(this.gate);
+    if (this.rwait >= 0) closeSync(this.rwait);
+    this.gate = -1;
+    this.rwait = -1;
+  }
+
   closeAll(): void {
     if (this.touchTimer !== null) clearTimeout(this.touchTimer);
     this.touchTimer = null;
     if (this.main >= 0) closeSync(this.main);
     if (this.gate >= 0) closeSync(this.gate);
+    if (this.rwait >= 0) closeSync(this.rwait);
     this.main = -1;
     this.gate = -1;
+    this.rwait = -1;
     this.record?.close(true);
   }
 }
@@ -62,6 +79,8 @@ export class Slot {
 export class SlotCache {
   readonly #slots = new Map<string, Slot>();
   readonly #idle = new Map<string, Slot>();
+  /** Slots holding a lock now. */
+  held = 0;
 
   /** The slot of `id`, taken out of the idle set: it is in use until `release`. */
   take(id: string, make: () => Slot): Slot {

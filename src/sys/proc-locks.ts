@@ -24,11 +24,7 @@ function hex2(n: number): string {
 
 const LINE = /^\d+:\s+(->\s+)?FLOCK\s+\S+\s+(READ|WRITE)\s+(-?\d+)\s+([0-9a-f]+:[0-9a-f]+:\d+)\s/;
 
-/**
- * Granted flock locks by inode key; blocked requests (`->` lines) are left out.
- * Returns null where /proc/locks cannot be read (not Linux, /proc not mounted).
- */
-export function readKernelLocks(): Map<string, KernelLock[]> | null {
+function readOnce(): Map<string, KernelLock[]> | null {
   let text: string;
   try {
     text = readFileSync('/proc/locks', 'latin1');
@@ -46,4 +42,37 @@ export function readKernelLocks(): Map<string, KernelLock[]> | null {
     else list.push(entry);
   }
   return locks;
+}
+
+/**
+ * Granted flock locks by inode key; blocked requests (`->` lines) are left out.
+ * Returns null where /proc/locks cannot be read (not Linux, /proc not mounted).
+ *
+ * The kernel produces /proc/locks a page at a time, walking its list again to the reached
+ * position for every read; when locks come and go in between, an entry can slip past
+ * unseen. So the table is read twice and the two are merged: a lock missed once is
+ * almost never missed again, and one released meanwhile shows as held for that instant.
+ */
+export function readKernelLocks(): Map<string, KernelLock[]> | null {
+  const first = readOnce();
+  if (first === null) return null;
+  const second = readOnce() ?? new Map<string, KernelLock[]>();
+  for (const [key, entries] of second) {
+    const seen = first.get(key);
+    if (seen === undefined) {
+      first.set(key, entries);
+      continue;
+    }
+    // The same holder appears in both reads; keep the larger count of each kind.
+    for (const exclusive of [true, false]) {
+      for (const pid of new Set(
+        entries.filter((e) => e.exclusive === exclusive).map((e) => e.pid),
+      )) {
+        const a = seen.filter((e) => e.pid === pid && e.exclusive === exclusive).length;
+        const b = entries.filter((e) => e.pid === pid && e.exclusive === exclusive).length;
+        for (let i = a; i < b; i++) seen.push({ pid, exclusive });
+      }
+    }
+  }
+  return first;
 }
