@@ -14,7 +14,8 @@ export const NOBODY = { uid: 65534, gid: 65534 };
 export function tempRoot(t: TestContext, shared = false): string {
   const dir = mkdtempSync(join(tmpdir(), 'locksmith-test-'));
   if (shared) chmodSync(dir, 0o1777);
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // Retries: children still winding down may add a file while the tree is removed.
+  t.after(() => rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 }));
   return dir;
 }
 

@@ -4,11 +4,13 @@
  *
  * Invariant (mutual exclusion while files are cleaned up): a lock file is deleted only by
  * someone holding it exclusively, and every successful flock is followed by a check that
- * the file still has a name (fstat nlink > 0). Without it, a process that opened the file
- * just before cleanup unlinked it would lock the orphaned inode while the next acquirer
- * creates and locks a fresh file: two holders. With it, the late locker sees the orphan,
- * lets go, and opens what the path names now. Once the check passes it stays true: nobody
- * unlinks a file they cannot lock exclusively, and we hold it.
+ * the path still names the inode locked (fstat against lstat). Without it, a process that
+ * opened the file just before cleanup unlinked it would lock the orphaned inode while the
+ * next acquirer creates and locks a fresh file: two holders. With it, the late locker sees
+ * the path moved on, lets go, and opens what the path names now. Once the check passes it
+ * stays true: nobody unlinks a file they cannot lock exclusively, and we hold it.
+ * A link count alone (nlink > 0) is not enough: while a new file is being made it has a
+ * second, temporary name, so an inode cleanup has just unlinked can still count one link.
  *
  * Fairness (writers not starved by readers, readers not by writers), like SQLite's PENDING
  * lock: a writer that must wait first takes the gate exclusively, so no new reader gets
@@ -43,7 +45,14 @@ import type { CleanupResult, LockHolder, LockStatus } from '../types.js';
 import { LockType } from '../types.js';
 import type { Attempt, Engine, EngineLock, HolderFacts } from './engine.js';
 import { fsError } from './fs-errors.js';
-import { ensureDir, OPEN_EXISTING, openLockFile, TMP_PREFIX, unlinkQuietly } from './lock-file.js';
+import {
+  ensureDir,
+  OPEN_EXISTING,
+  openLockFile,
+  stillNamed,
+  TMP_PREFIX,
+  unlinkQuietly,
+} from './lock-file.js';
 import { readRecords, removeDeadRecords, removeRecordDir } from './records.js';
 import { type FileKey, HELD_COMPANION_LIMIT, Slot, SlotCache } from './slots.js';
 import { onChange } from './watcher.js';
@@ -141,7 +150,7 @@ export class FileEngine implements Engine {
       try {
         granted = tryLockFd(slot.main, exclusive, key.lockPath);
         if (!granted) return false;
-        if (fstatSync(slot.main).nlink > 0) return true;
+        if (stillNamed(slot.main, key.lockPath)) return true;
       } catch (err) {
         throw fsError(err, 'cannot lock', key.lockPath, 'read', key.id);
       }
@@ -157,7 +166,7 @@ export class FileEngine implements Engine {
       if (!this.openGate(slot)) return true; // gateless: no place in line to take
       try {
         if (!tryLockFd(slot.gate, exclusive, key.gatePath)) return false;
-        if (fstatSync(slot.gate).nlink > 0) return true;
+        if (stillNamed(slot.gate, key.gatePath)) return true;
       } catch (err) {
         throw fsError(err, 'cannot lock', key.gatePath, 'read', key.id);
       }
@@ -443,7 +452,7 @@ export class FileEngine implements Engine {
         removeDeadRecords(readRecords(holdersDir, kernel).dead);
         return;
       }
-      if (fstatSync(fd).nlink === 0) return; // someone else removed it meanwhile
+      if (!stillNamed(fd, lockPath)) return; // replaced since we opened it: its new owner decides
       try {
         gate = openSync(gatePath, OPEN_EXISTING);
       } catch {
@@ -662,7 +671,7 @@ function removeIfFree(path: string): void {
     return;
   }
   try {
-    if (fstatSync(fd).isFile() && tryLockFd(fd, true, path) && fstatSync(fd).nlink > 0)
+    if (fstatSync(fd).isFile() && tryLockFd(fd, true, path) && stillNamed(fd, path))
       unlinkQuietly(path);
   } catch {
     // another user's, or gone
