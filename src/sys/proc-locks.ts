@@ -24,6 +24,9 @@ function hex2(n: number): string {
 
 const LINE = /^\d+:\s+(->\s+)?FLOCK\s+\S+\s+(READ|WRITE)\s+(-?\d+)\s+([0-9a-f]+:[0-9a-f]+:\d+)\s/;
 
+/** Reads of /proc/locks merged into one view (see readKernelLocks). */
+const READS = 4;
+
 function readOnce(): Map<string, KernelLock[]> | null {
   let text: string;
   try {
@@ -50,29 +53,27 @@ function readOnce(): Map<string, KernelLock[]> | null {
  *
  * The kernel produces /proc/locks a page at a time, walking its list again to the reached
  * position for every read; when locks come and go in between, an entry can slip past
- * unseen. So the table is read twice and the two are merged: a lock missed once is
- * almost never missed again, and one released meanwhile shows as held for that instant.
+ * unseen, and a big table (thousands of locks) gives it many chances. So the table is read
+ * READS times and merged: a lock missed in every read is improbable, and one released
+ * meanwhile shows as held for that instant.
  */
 export function readKernelLocks(): Map<string, KernelLock[]> | null {
-  const first = readOnce();
-  if (first === null) return null;
-  const second = readOnce() ?? new Map<string, KernelLock[]>();
-  for (const [key, entries] of second) {
-    const seen = first.get(key);
-    if (seen === undefined) {
-      first.set(key, entries);
-      continue;
-    }
-    // The same holder appears in both reads; keep the larger count of each kind.
-    for (const exclusive of [true, false]) {
-      for (const pid of new Set(
-        entries.filter((e) => e.exclusive === exclusive).map((e) => e.pid),
-      )) {
-        const a = seen.filter((e) => e.pid === pid && e.exclusive === exclusive).length;
-        const b = entries.filter((e) => e.pid === pid && e.exclusive === exclusive).length;
-        for (let i = a; i < b; i++) seen.push({ pid, exclusive });
+  const merged = readOnce();
+  if (merged === null) return null;
+  for (let i = 1; i < READS; i++) {
+    for (const [key, entries] of readOnce() ?? []) {
+      const seen = merged.get(key);
+      if (seen === undefined) {
+        merged.set(key, entries);
+        continue;
+      }
+      // The same holder appears in several reads; keep the largest count of each kind.
+      for (const { pid, exclusive } of entries) {
+        const count = (list: KernelLock[]) =>
+          list.filter((e) => e.pid === pid && e.exclusive === exclusive).length;
+        if (count(entries) > count(seen)) seen.push({ pid, exclusive });
       }
     }
   }
-  return first;
+  return merged;
 }
