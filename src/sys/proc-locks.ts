@@ -25,7 +25,7 @@ function hex2(n: number): string {
 const LINE = /^\d+:\s+(->\s+)?FLOCK\s+\S+\s+(READ|WRITE)\s+(-?\d+)\s+([0-9a-f]+:[0-9a-f]+:\d+)\s/;
 
 /** Reads of /proc/locks merged into one view (see readKernelLocks). */
-const READS = 4;
+const READS = 2;
 
 function readOnce(): Map<string, KernelLock[]> | null {
   let text: string;
@@ -41,8 +41,11 @@ function readOnce(): Map<string, KernelLock[]> | null {
     const key = m[4] as string;
     const entry = { pid: Number(m[3]), exclusive: m[2] === 'WRITE' };
     const list = locks.get(key);
+    // One read can also show an entry twice (locks added before it between pages push it
+    // on), so a holder is one pid in one mode; two kernel-only holders alike merge into one.
     if (list === undefined) locks.set(key, [entry]);
-    else list.push(entry);
+    else if (!list.some((e) => e.pid === entry.pid && e.exclusive === entry.exclusive))
+      list.push(entry);
   }
   return locks;
 }
@@ -53,9 +56,9 @@ function readOnce(): Map<string, KernelLock[]> | null {
  *
  * The kernel produces /proc/locks a page at a time, walking its list again to the reached
  * position for every read; when locks come and go in between, an entry can slip past
- * unseen, and a big table (thousands of locks) gives it many chances. So the table is read
- * READS times and merged: a lock missed in every read is improbable, and one released
- * meanwhile shows as held for that instant.
+ * unseen. So the table is read READS times and merged: a lock missed in both reads is
+ * improbable, and one released meanwhile shows as held for that instant. More reads cost
+ * more than they catch: each walks the whole table again per page.
  */
 export function readKernelLocks(): Map<string, KernelLock[]> | null {
   const merged = readOnce();
