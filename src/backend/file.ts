@@ -146,30 +146,20 @@ export class FileEngine implements Engine {
     for (;;) {
       if (slot.main < 0)
         slot.main = openLockFile(key.lockPath, this.lockDir, this.dirMode, key.content, key.id);
-      let granted: boolean;
-      try {
-        granted = tryLockFd(slot.main, exclusive, key.lockPath);
-        if (!granted) return false;
-        if (stillNamed(slot.main, key.lockPath)) return true;
-      } catch (err) {
-        throw fsError(err, 'cannot lock', key.lockPath, 'read', key.id);
-      }
+      const got = lockNamed(slot.main, exclusive, key.lockPath, key.id);
+      if (got !== 'moved') return got === 'held';
       closeSync(slot.main);
       slot.main = -1;
     }
   }
 
-  /** Takes the gate in `slot` without waiting, with the same orphan check. */
+  /** Takes the gate in `slot` without waiting, with the same check. */
   lockGate(slot: Slot, exclusive: boolean): boolean {
     const { key } = slot;
     for (;;) {
       if (!this.openGate(slot)) return true; // gateless: no place in line to take
-      try {
-        if (!tryLockFd(slot.gate, exclusive, key.gatePath)) return false;
-        if (stillNamed(slot.gate, key.gatePath)) return true;
-      } catch (err) {
-        throw fsError(err, 'cannot lock', key.gatePath, 'read', key.id);
-      }
+      const got = lockNamed(slot.gate, exclusive, key.gatePath, key.id);
+      if (got !== 'moved') return got === 'held';
       closeSync(slot.gate);
       slot.gate = -1;
     }
@@ -261,9 +251,6 @@ export class FileEngine implements Engine {
     if (slot.inherited) {
       // A child process shares these descriptions: closing ours keeps its lock (and its
       // record) alive, as flock(1) does; unlocking would take them from it.
-      if (slot.main >= 0) closeSync(slot.main);
-      slot.main = -1;
-      slot.record?.close();
       slot.closeAll();
       this.slots.forget(slot);
       return;
@@ -659,6 +646,24 @@ class FileAttempt implements Attempt {
       }
     }
     this.#finish();
+  }
+}
+
+/**
+ * One non-blocking lock of `fd`, then the check that `path` still names it: 'held',
+ * 'busy' (someone else holds it), or 'moved' (the inode lost its name: reopen the path).
+ */
+function lockNamed(
+  fd: number,
+  exclusive: boolean,
+  path: string,
+  id: string,
+): 'held' | 'busy' | 'moved' {
+  try {
+    if (!tryLockFd(fd, exclusive, path)) return 'busy';
+    return stillNamed(fd, path) ? 'held' : 'moved';
+  } catch (err) {
+    throw fsError(err, 'cannot lock', path, 'read', id);
   }
 }
 

@@ -76,8 +76,3 @@ export function onChange(dir: string, name: string, fn: Listener): () => void {
   }
   return w.subscribe(name, fn);
 }
-
-/** How many directory watchers this thread has open (for tests of resource use). */
-export function openWatcherCount(): number {
-  return watchers.size;
-}

@@ -16,7 +16,6 @@ export const EXIT = {
   USAGE: 64,
   DATAERR: 65,
   NOINPUT: 66,
-  UNAVAILABLE: 69,
   SOFTWARE: 70,
   OSERR: 71,
   CANTCREAT: 73,

@@ -3,59 +3,55 @@ import { LockManager } from '../manager.js';
 import type { LockStatus } from '../types.js';
 import { statusTable, table } from './format.js';
 
-function print(text: string): void {
-  process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
-}
-
-export async function status(root: string, id: string | undefined, json: boolean): Promise<number> {
+/** Runs `fn` with a manager that never cleans on start (looking must not change anything). */
+async function withManager(root: string, fn: (m: LockManager) => Promise<void>): Promise<number> {
   const manager = new LockManager(root, { cleanupOnStart: false });
   try {
-    const result: LockStatus | LockStatus[] =
-      id === undefined ? await manager.listLocks() : await manager.getLockStatus(id);
-    if (json) print(JSON.stringify(result));
-    else if (Array.isArray(result) && result.length === 0) print(`no locks in ${root}`);
-    else print(statusTable(Array.isArray(result) ? result : [result]));
+    await fn(manager);
     return 0;
   } finally {
     await manager.close();
   }
 }
 
-export async function list(root: string, json: boolean): Promise<number> {
-  const manager = new LockManager(root, { cleanupOnStart: false });
-  try {
+function print(text: string): void {
+  process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+}
+
+export function status(root: string, id: string | undefined, json: boolean): Promise<number> {
+  return withManager(root, async (manager) => {
+    const result: LockStatus | LockStatus[] =
+      id === undefined ? await manager.listLocks() : await manager.getLockStatus(id);
+    if (json) print(JSON.stringify(result));
+    else if (Array.isArray(result) && result.length === 0) print(`no locks in ${root}`);
+    else print(statusTable(Array.isArray(result) ? result : [result]));
+  });
+}
+
+export function list(root: string, json: boolean): Promise<number> {
+  return withManager(root, async (manager) => {
     const locks = await manager.listLocks();
     if (json) print(JSON.stringify(locks));
     else if (locks.length === 0) print(`no locks in ${root}`);
-    else {
+    else
       print(
         table(
           ['ID', 'STATE', 'HOLDERS'],
           locks.map((l) => [l.id, l.state, l.holders.length]),
         ),
       );
-    }
-    return 0;
-  } finally {
-    await manager.close();
-  }
+  });
 }
 
-export async function clean(root: string, json: boolean): Promise<number> {
-  const manager = new LockManager(root, { cleanupOnStart: false });
-  try {
+/** `removed 2: a, b` */
+function counted(label: string, ids: string[]): string {
+  return `${label} ${ids.length}${ids.length > 0 ? `: ${ids.join(', ')}` : ''}`;
+}
+
+export function clean(root: string, json: boolean): Promise<number> {
+  return withManager(root, async (manager) => {
     const result = await manager.cleanupStaleLocks();
     if (json) print(JSON.stringify(result));
-    else {
-      print(
-        `removed ${result.removed.length}${result.removed.length > 0 ? `: ${result.removed.join(', ')}` : ''}`,
-      );
-      print(
-        `active ${result.active.length}${result.active.length > 0 ? `: ${result.active.join(', ')}` : ''}`,
-      );
-    }
-    return 0;
-  } finally {
-    await manager.close();
-  }
+    else print(`${counted('removed', result.removed)}\n${counted('active', result.active)}`);
+  });
 }
