@@ -26,6 +26,7 @@ import {
   openSync,
   readdirSync,
   readFileSync,
+  type Stats,
   statSync,
 } from 'node:fs';
 import { join } from 'node:path';
@@ -39,7 +40,7 @@ import {
   LOCK_SUFFIX,
 } from '../ids.js';
 import { touchFd, tryLockFd, unlockFd } from '../sys/flock.js';
-import { inodeKey, type KernelLock, readKernelLocks } from '../sys/proc-locks.js';
+import { type KernelLock, KernelTable } from '../sys/proc-locks.js';
 import { currentIdentity, processOwner, userName } from '../sys/users.js';
 import type { CleanupResult, LockHolder, LockStatus } from '../types.js';
 import { LockType } from '../types.js';
@@ -53,7 +54,7 @@ import {
   TMP_PREFIX,
   unlinkQuietly,
 } from './lock-file.js';
-import { readRecords, removeDeadRecords, removeRecordDir } from './records.js';
+import { type LiveRecord, readRecords, removeDeadRecords, removeRecordDir } from './records.js';
 import { type FileKey, HELD_COMPANION_LIMIT, Slot, SlotCache } from './slots.js';
 import { onChange } from './watcher.js';
 
@@ -290,31 +291,36 @@ export class FileEngine implements Engine {
     const { slot } = lock as FileLock;
     slot.inherited = true;
     const record = slot.record;
-    return record?.locked ? [slot.main, record.fd] : [slot.main];
+    return record !== null && record.fd >= 0 ? [slot.main, record.fd] : [slot.main];
   }
 
   async status(id: string): Promise<LockStatus> {
-    return this.#status(this.key(id), readKernelLocks());
+    return this.#status(this.key(id), new KernelTable());
   }
 
-  #status(
-    key: Pick<FileKey, 'id' | 'lockPath' | 'holdersDir'>,
-    kernel: Map<string, KernelLock[]> | null,
-  ): LockStatus {
+  #status(key: Pick<FileKey, 'id' | 'lockPath' | 'holdersDir'>, kernel: KernelTable): LockStatus {
     const status: LockStatus = { id: key.id, state: 'free', holders: [], path: key.lockPath };
-    let entries: KernelLock[] = [];
+    let lockStat: Stats;
     try {
-      entries = kernel?.get(inodeKey(lstatSync(key.lockPath))) ?? [];
+      lockStat = lstatSync(key.lockPath);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
         throw fsError(err, 'cannot read lock file', key.lockPath, 'read', key.id);
       }
       return status;
     }
-    const records = readRecords(key.holdersDir, kernel).live;
+    const records = readRecords(key.holdersDir).live;
+    let entries = kernel.entries(lockStat);
+    let accepted = records.filter((r) => holdsPerKernel(r, entries, kernel.available));
+    // A record the kernel does not back was written just after the table was read, or
+    // the read missed its entry (see readKernelLocks), or it is forged: read again.
+    while (accepted.length < records.length && kernel.reread()) {
+      entries = kernel.entries(lockStat);
+      accepted = records.filter((r) => holdsPerKernel(r, entries, kernel.available));
+    }
     const host = currentIdentity().host;
-    const recordedPids = new Set(records.filter((h) => h.hostname === host).map((h) => h.pid));
-    const holders: LockHolder[] = [...records];
+    const holders: LockHolder[] = accepted.flatMap((r) => r.holders);
+    const recordedPids = new Set(accepted.filter((r) => r.hostname === host).map((r) => r.pid));
     // Locks the kernel knows of with no live record: flock(1), Python, metadata: false.
     for (const entry of entries) {
       if (recordedPids.has(entry.pid)) continue;
@@ -367,7 +373,7 @@ export class FileEngine implements Engine {
   }
 
   async list(): Promise<LockStatus[]> {
-    const kernel = readKernelLocks();
+    const kernel = new KernelTable();
     const out: LockStatus[] = [];
     for (const name of this.#entries()) {
       if (!name.endsWith(LOCK_SUFFIX)) continue;
@@ -393,7 +399,6 @@ export class FileEngine implements Engine {
    */
   async cleanup(): Promise<CleanupResult> {
     const result: CleanupResult = { removed: [], active: [] };
-    const kernel = readKernelLocks();
     const names = this.#entries();
     const bases = new Set(
       names.filter((n) => n.endsWith(LOCK_SUFFIX)).map((n) => n.slice(0, -LOCK_SUFFIX.length)),
@@ -403,12 +408,12 @@ export class FileEngine implements Engine {
       if (name.startsWith(TMP_PREFIX)) {
         removeOldTemp(path);
       } else if (name.endsWith(LOCK_SUFFIX)) {
-        this.#cleanOne(name.slice(0, -LOCK_SUFFIX.length), kernel, result);
+        this.#cleanOne(name.slice(0, -LOCK_SUFFIX.length), result);
       } else if (
         name.endsWith(HOLDERS_SUFFIX) &&
         !bases.has(name.slice(0, -HOLDERS_SUFFIX.length))
       ) {
-        removeDeadRecords(readRecords(path, kernel).dead);
+        removeDeadRecords(readRecords(path).dead);
       } else if (name.endsWith(GATE_SUFFIX) && !bases.has(name.slice(0, -GATE_SUFFIX.length))) {
         removeIfFree(path);
       } else if (name.endsWith(RWAIT_SUFFIX) && !bases.has(name.slice(0, -RWAIT_SUFFIX.length))) {
@@ -420,7 +425,7 @@ export class FileEngine implements Engine {
     return result;
   }
 
-  #cleanOne(base: string, kernel: Map<string, KernelLock[]> | null, result: CleanupResult): void {
+  #cleanOne(base: string, result: CleanupResult): void {
     const lockPath = join(this.lockDir, base + LOCK_SUFFIX);
     const gatePath = join(this.lockDir, base + GATE_SUFFIX);
     const holdersDir = join(this.lockDir, base + HOLDERS_SUFFIX);
@@ -436,7 +441,7 @@ export class FileEngine implements Engine {
       if (!fstatSync(fd).isFile()) return; // a planted FIFO or directory: not ours to judge
       if (!tryLockFd(fd, true, lockPath)) {
         result.active.push(id);
-        removeDeadRecords(readRecords(holdersDir, kernel).dead);
+        removeDeadRecords(readRecords(holdersDir).dead);
         return;
       }
       if (!stillNamed(fd, lockPath)) return; // replaced since we opened it: its new owner decides
@@ -691,4 +696,20 @@ function removeOldTemp(path: string): void {
   } catch {
     // gone, or another user's
   }
+}
+
+/**
+ * Whether the kernel backs what a live record claims: its process holds the lock, in a
+ * mode covering every holder it lists, and the record file belongs to that process's user
+ * (or root). A record of another host cannot be checked here (a shared NFS root): its
+ * probe is all there is. Without /proc/locks, neither can any.
+ */
+function holdsPerKernel(record: LiveRecord, entries: KernelLock[], checkable: boolean): boolean {
+  if (!checkable || record.hostname !== currentIdentity().host) return true;
+  const pid = record.pid;
+  if (pid === null) return false;
+  const exclusive = record.holders.some((h) => h.type === LockType.EXCLUSIVE);
+  if (!entries.some((e) => e.pid === pid && (e.exclusive || !exclusive))) return false;
+  const { uid } = currentIdentity();
+  return record.fileUid === 0 || record.fileUid === uid || record.fileUid === processOwner(pid);
 }

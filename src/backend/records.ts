@@ -2,10 +2,15 @@
  * Holder records: who holds a lock, since when, from where.
  *
  * Each manager keeps one record file per id it uses, in `<base>.holders/`, listing its
- * current holders of that id. The record proves its own liveness through the kernel: its
- * owner keeps it flock-ed exactly while it holds the id, and the kernel drops that flock
- * when the owner dies. Readers learn whether a record is locked from /proc/locks, without
- * touching it; only for a record of another host (a shared NFS root) do they probe it.
+ * current holders of that id (an empty list between grants). The record proves its own
+ * liveness through the kernel: its owner flocks it before giving it its name and keeps it
+ * locked until it closes it, and the kernel drops that flock when the owner dies. So a
+ * record anyone can lock is dead, and stays dead: nobody locks a named record again.
+ * Readers probe it with a non-blocking shared flock; only dead records ever grant it, so
+ * the probe never gets in a holder's way.
+ *
+ * A locked record only says its process is alive. Whether that process holds the lock it
+ * names is the kernel's to say (see FileEngine's status): a record is anyone's to forge.
  *
  * The file is reused from one grant to the next (creating, renaming and unlinking a file
  * per grant costs ~30 µs on ext4; rewriting one costs ~1 µs), so its content is rewritten
@@ -14,7 +19,9 @@
  */
 import {
   closeSync,
+  fchmodSync,
   fstatSync,
+  linkSync,
   openSync,
   readdirSync,
   readSync,
@@ -25,12 +32,18 @@ import { join } from 'node:path';
 import { threadId } from 'node:worker_threads';
 import { crc32 } from 'node:zlib';
 import { tryLockFd, unlockFd } from '../sys/flock.js';
-import { inodeKey, type KernelLock } from '../sys/proc-locks.js';
 import { currentIdentity } from '../sys/users.js';
 import type { LockHolder } from '../types.js';
 import { LockType } from '../types.js';
 import type { HolderFacts } from './engine.js';
-import { CREATE_RECORD, ensureDir, OPEN_EXISTING, TMP_PREFIX, unlinkQuietly } from './lock-file.js';
+import {
+  CREATE_RECORD,
+  ensureDir,
+  OPEN_EXISTING,
+  TMP_PREFIX,
+  tempName,
+  unlinkQuietly,
+} from './lock-file.js';
 
 const RECORD_MODE = 0o644;
 export const RECORD_SUFFIX = '.rec';
@@ -40,7 +53,6 @@ const MAGIC = 'LOCKSMITH-HOLDERS 1';
 export class RecordFile {
   fd = -1;
   path = '';
-  locked = false;
   /** The JSON of this record up to its list of holders, which never changes. */
   #prefix: string | null = null;
   /** When the record was last checked to still have a name (performance.now()). */
@@ -53,10 +65,52 @@ export class RecordFile {
   ) {}
 
   /**
-   * Publishes `holders` (a non-empty list) and keeps the record locked. Throws the OS
-   * error if the record cannot be written; the lock itself is not affected.
+   * Publishes `holders` (a non-empty list). Throws the OS error if the record cannot be
+   * written; the lock itself is not affected.
    */
   publish(holders: HolderFacts[]): void {
+    for (let attempt = 0; ; attempt++) {
+      if (this.fd < 0) this.#create();
+      this.#write(holders);
+      // Only our own close or a hand that may delete our files unnames a locked record;
+      // then start a new one. Checked at most once a second.
+      const now = performance.now();
+      if (now - this.#checkedAt < 1000) return;
+      this.#checkedAt = now;
+      if (fstatSync(this.fd).nlink > 0 || attempt > 3) return;
+      this.close();
+    }
+  }
+
+  /**
+   * Says that this manager holds nothing now. A record that cannot say so is closed
+   * (which kills it): it must never outlive the holders it lists.
+   */
+  withdraw(): void {
+    if (this.fd < 0) return;
+    try {
+      this.#write([]);
+    } catch {
+      this.close(true);
+    }
+  }
+
+  /** Closes the record; with `remove`, deletes it first. */
+  close(remove = false): void {
+    if (this.fd < 0) return;
+    if (remove) {
+      try {
+        unlinkQuietly(this.path);
+      } catch {
+        // a sticky directory we no longer own, or gone: cleanup will judge it
+      }
+    }
+    closeSync(this.fd);
+    this.fd = -1;
+    this.#checkedAt = Number.NEGATIVE_INFINITY;
+  }
+
+  #write(holders: HolderFacts[]): void {
     if (this.#prefix === null) {
       const me = currentIdentity();
       const who = JSON.stringify({
@@ -69,67 +123,43 @@ export class RecordFile {
       this.#prefix = `${who.slice(0, -1)},"holders":`;
     }
     const body = `${this.#prefix}${JSON.stringify(holders)}}`;
-    const content = `${MAGIC} ${Buffer.byteLength(body)} ${crc32(body)}\n${body}`;
-    for (let attempt = 0; ; attempt++) {
-      if (this.fd < 0) this.#create();
-      writeSync(this.fd, content, 0, 'utf8');
-      if (this.locked) return;
-      // Only a reader on another host ever locks a record, for an instant: retry briefly.
-      for (let i = 0; i < 100 && !this.locked; i++)
-        this.locked = tryLockFd(this.fd, true, this.path);
-      if (!this.locked)
-        throw Object.assign(new Error(`record '${this.path}' is locked by someone else`), {
-          code: 'EBUSY',
-        });
-      // Cleanup removes records it finds unlocked (ours, between two grants); then start a
-      // new one. Checked at most once a second: meanwhile status still shows this holder,
-      // from the kernel's table.
-      const now = performance.now();
-      if (now - this.#checkedAt < 1000) return;
-      this.#checkedAt = now;
-      if (fstatSync(this.fd).nlink > 0 || attempt > 3) return;
-      this.close();
-    }
+    writeSync(this.fd, `${MAGIC} ${Buffer.byteLength(body)} ${crc32(body)}\n${body}`, 0, 'utf8');
   }
 
-  /** Hides the record (nobody holds the id through this manager any more). */
-  withdraw(): void {
-    if (this.locked) {
-      unlockFd(this.fd, this.path);
-      this.locked = false;
-    }
-  }
-
-  /** Closes the record; with `remove`, deletes it first (it is ours and unlocked). */
-  close(remove = false): void {
-    if (this.fd < 0) return;
-    if (remove && !this.locked) {
-      try {
-        unlinkQuietly(this.path);
-      } catch {
-        // a sticky directory we no longer own, or gone: cleanup will judge it
-      }
-    }
-    closeSync(this.fd);
-    this.fd = -1;
-    this.locked = false;
-    this.#checkedAt = Number.NEGATIVE_INFINITY;
-  }
-
+  /** Makes a record locked before it has its name, so that it is never seen unlocked alive. */
   #create(): void {
     for (let attempt = 0; ; attempt++) {
-      const path = join(
-        this.dir,
-        `${process.pid}-${threadId}-${Math.random().toString(36).slice(2, 10)}${RECORD_SUFFIX}`,
-      );
+      const tmp = join(this.dir, tempName());
+      let fd: number;
       try {
-        this.fd = openSync(path, CREATE_RECORD, RECORD_MODE);
-        this.path = path;
-        return;
+        fd = openSync(tmp, CREATE_RECORD, RECORD_MODE);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         if ((code !== 'ENOENT' && code !== 'EEXIST') || attempt > 10) throw err;
         if (code === 'ENOENT') ensureDir(this.dir, this.dirMode, this.id);
+        continue;
+      }
+      try {
+        fchmodSync(fd, RECORD_MODE); // readable by every user, whatever the umask
+        // Someone who opened our temporary file already may hold its lock: take another.
+        if (tryLockFd(fd, true, tmp)) {
+          const path = join(
+            this.dir,
+            `${process.pid}-${threadId}-${Math.random().toString(36).slice(2, 10)}${RECORD_SUFFIX}`,
+          );
+          linkSync(tmp, path);
+          this.fd = fd;
+          this.path = path;
+          fd = -1;
+          return;
+        }
+        if (attempt > 10) throw Object.assign(new Error(`cannot lock '${tmp}'`), { code: 'EBUSY' });
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== 'EEXIST' || attempt > 10) throw err;
+      } finally {
+        unlinkQuietly(tmp);
+        if (fd >= 0) closeSync(fd);
       }
     }
   }
@@ -204,18 +234,21 @@ function readWhole(fd: number): Buffer {
   return buf.subarray(0, got);
 }
 
+/** A live record: its process is alive; what it claims is for the caller to check. */
+export interface LiveRecord extends RecordContent {
+  /** Owner of the record file: only it (or root) can have written it. */
+  fileUid: number;
+}
+
 export interface RecordScan {
-  /** Holders listed in live records, one entry per holder. */
-  live: LockHolder[];
-  /** Records nobody holds: their owner died, or holds nothing right now. */
+  /** Records whose process is alive and that list holders. */
+  live: LiveRecord[];
+  /** Records nobody keeps locked: their owner died. */
   dead: string[];
 }
 
-/**
- * Reads the records of one id. `kernel` is the kernel's lock table (null where it cannot
- * be read): a local record is live exactly when the kernel shows a lock on it.
- */
-export function readRecords(dir: string, kernel: Map<string, KernelLock[]> | null): RecordScan {
+/** Reads the records of one id; liveness from a probe of each record's own lock. */
+export function readRecords(dir: string): RecordScan {
   const scan: RecordScan = { live: [], dead: [] };
   let names: string[];
   try {
@@ -225,7 +258,6 @@ export function readRecords(dir: string, kernel: Map<string, KernelLock[]> | nul
     if (code === 'ENOENT' || code === 'ENOTDIR') return scan;
     throw err;
   }
-  const host = currentIdentity().host;
   for (const name of names) {
     if (!name.endsWith(RECORD_SUFFIX) || name.startsWith('.')) continue;
     const path = join(dir, name);
@@ -238,21 +270,16 @@ export function readRecords(dir: string, kernel: Map<string, KernelLock[]> | nul
     try {
       const st = fstatSync(fd);
       if (!st.isFile()) continue;
+      if (tryLockFd(fd, false, path)) {
+        unlockFd(fd, path);
+        scan.dead.push(path);
+        continue;
+      }
       let content: RecordContent | null = null;
       for (let i = 0; i < 20 && content === null; i++) content = parseRecord(readWhole(fd));
-      const local = content === null || content.hostname === host;
-      let live: boolean;
-      if (kernel !== null && local) {
-        live = (kernel.get(inodeKey(st)) ?? []).length > 0;
-      } else if (tryLockFd(fd, true, path)) {
-        unlockFd(fd, path);
-        live = false;
-      } else {
-        live = true;
-      }
-      if (!live) scan.dead.push(path);
       // A live record that stays unreadable is skipped: the kernel's table still shows its holder.
-      else if (content !== null) scan.live.push(...content.holders);
+      if (content !== null && content.holders.length > 0)
+        scan.live.push({ ...content, fileUid: st.uid });
     } finally {
       closeSync(fd);
     }
