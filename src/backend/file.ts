@@ -50,11 +50,12 @@ import {
   ensureDir,
   OPEN_EXISTING,
   openLockFile,
+  removeOldTemp,
   stillNamed,
   TMP_PREFIX,
   unlinkQuietly,
 } from './lock-file.js';
-import { type LiveRecord, readRecords, removeDeadRecords, removeRecordDir } from './records.js';
+import { type LiveRecord, pruneRecordDir, readRecords, removeDeadRecords } from './records.js';
 import { type FileKey, HELD_COMPANION_LIMIT, Slot, SlotCache } from './slots.js';
 import { onChange } from './watcher.js';
 
@@ -67,8 +68,6 @@ const MAX_BACKOFF_MS = 100;
 const MAX_COOLDOWN_MS = 2;
 /** Release notifications of one id are coalesced to one per this window (see notifyRelease). */
 const TOUCH_EVERY_MS = 1;
-/** Temporary files older than this were left by a crash in mid-creation. */
-const TMP_STALE_MS = 60_000;
 
 class FileLock implements EngineLock {
   constructor(
@@ -399,6 +398,8 @@ export class FileEngine implements Engine {
    */
   async cleanup(): Promise<CleanupResult> {
     const result: CleanupResult = { removed: [], active: [] };
+    // Our own idle descriptors and live records would keep what they name from going.
+    this.slots.closeIdle();
     const names = this.#entries();
     const bases = new Set(
       names.filter((n) => n.endsWith(LOCK_SUFFIX)).map((n) => n.slice(0, -LOCK_SUFFIX.length)),
@@ -413,7 +414,7 @@ export class FileEngine implements Engine {
         name.endsWith(HOLDERS_SUFFIX) &&
         !bases.has(name.slice(0, -HOLDERS_SUFFIX.length))
       ) {
-        removeDeadRecords(readRecords(path).dead);
+        pruneRecordDir(path);
       } else if (name.endsWith(GATE_SUFFIX) && !bases.has(name.slice(0, -GATE_SUFFIX.length))) {
         removeIfFree(path);
       } else if (name.endsWith(RWAIT_SUFFIX) && !bases.has(name.slice(0, -RWAIT_SUFFIX.length))) {
@@ -454,7 +455,7 @@ export class FileEngine implements Engine {
         result.active.push(id); // a waiter holds its place in line
         return;
       }
-      removeRecordDir(holdersDir);
+      pruneRecordDir(holdersDir);
       if (gate >= 0) unlinkQuietly(gatePath);
       removeIfFree(join(this.lockDir, base + RWAIT_SUFFIX));
       unlinkQuietly(lockPath);
@@ -687,14 +688,6 @@ function removeIfFree(path: string): void {
     // another user's, or gone
   } finally {
     closeSync(fd);
-  }
-}
-
-function removeOldTemp(path: string): void {
-  try {
-    if (Date.now() - lstatSync(path).mtimeMs > TMP_STALE_MS) unlinkQuietly(path);
-  } catch {
-    // gone, or another user's
   }
 }
 

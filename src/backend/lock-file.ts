@@ -37,6 +37,17 @@ export const CREATE_RECORD = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NOCTTY
 
 export const LOCK_FILE_MODE = 0o666;
 export const TMP_PREFIX = '.tmp-';
+/** Temporary files older than this were left by a crash in mid-creation. */
+const TMP_STALE_MS = 60_000;
+
+/** Removes a temporary file a crash left behind; younger ones are someone's work in progress. */
+export function removeOldTemp(path: string): void {
+  try {
+    if (Date.now() - lstatSync(path).mtimeMs > TMP_STALE_MS) unlinkQuietly(path);
+  } catch {
+    // gone, or another user's
+  }
+}
 
 let counter = 0;
 /** A name no other thread, process or host will pick. */

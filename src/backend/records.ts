@@ -40,6 +40,7 @@ import {
   CREATE_RECORD,
   ensureDir,
   OPEN_EXISTING,
+  removeOldTemp,
   TMP_PREFIX,
   tempName,
   unlinkQuietly,
@@ -155,8 +156,9 @@ export class RecordFile {
         }
         if (attempt > 10) throw Object.assign(new Error(`cannot lock '${tmp}'`), { code: 'EBUSY' });
       } catch (err) {
+        // EEXIST: a name taken; ENOENT: the directory was pruned meanwhile. Try again.
         const code = (err as NodeJS.ErrnoException).code;
-        if (code !== 'EEXIST' || attempt > 10) throw err;
+        if ((code !== 'EEXIST' && code !== 'ENOENT') || attempt > 10) throw err;
       } finally {
         unlinkQuietly(tmp);
         if (fd >= 0) closeSync(fd);
@@ -298,21 +300,24 @@ export function removeDeadRecords(paths: string[]): void {
   }
 }
 
-/** Empties and removes a holders directory; call only while holding the id exclusively. */
-export function removeRecordDir(dir: string): void {
-  let names: string[];
+/**
+ * Removes a holders directory's dead records and the temporary files a crash left, then
+ * the directory if that emptied it. Live records stay, even of managers holding nothing
+ * now: they are reused for the next grant, and a record deleted under its owner would hide
+ * its holders until the owner noticed.
+ */
+export function pruneRecordDir(dir: string): void {
+  removeDeadRecords(readRecords(dir).dead);
+  let names: string[] = [];
   try {
     names = readdirSync(dir);
   } catch {
     return;
   }
-  for (const name of names) {
-    if (name.endsWith(RECORD_SUFFIX) || name.startsWith(TMP_PREFIX))
-      removeDeadRecords([join(dir, name)]);
-  }
+  for (const name of names) if (name.startsWith(TMP_PREFIX)) removeOldTemp(join(dir, name));
   try {
     rmdirSync(dir);
   } catch {
-    // not empty (something we did not make) or not ours
+    // not empty (a live record, or something we did not make), or not ours
   }
 }

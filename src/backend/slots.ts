@@ -115,6 +115,15 @@ export class SlotCache {
     this.#idle.delete(id);
   }
 
+  /** Closes every idle slot (their records go with them), keeping held ones. */
+  closeIdle(): void {
+    for (const [id, slot] of this.#idle) {
+      this.#slots.delete(id);
+      slot.closeAll();
+    }
+    this.#idle.clear();
+  }
+
   closeAll(): void {
     for (const slot of this.#slots.values()) slot.closeAll();
     this.#slots.clear();

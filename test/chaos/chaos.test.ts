@@ -1,0 +1,134 @@
+/**
+ * The chaos run, bounded (about 60 s, a fixed seed), and the checker's own proof that it
+ * catches what it is there to catch. Run apart from the other suites (npm test runs this
+ * directory after them) so that its load does not skew their timing bounds.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { type ChaosReport, check, type Sample } from './check.js';
+
+const RUN = fileURLToPath(new URL('./run.js', import.meta.url));
+const SEED = Number(process.env.LOCKSMITH_CHAOS_SEED ?? 20261123);
+const SECONDS = Number(process.env.LOCKSMITH_CHAOS_SECONDS ?? 60);
+
+const line = (o: object) => `${JSON.stringify(o)}\n`;
+const sect = (
+  k: string,
+  id: string,
+  m: 'x' | 's',
+  p: number,
+  from: number,
+  to: number,
+  v?: number,
+) =>
+  line({ e: 'in', k, id, m, p, t: 0, ns: String(from), ...(v === undefined ? {} : { v }) }) +
+  line({ e: 'out', k, ns: String(to) });
+
+describe('the chaos checker', () => {
+  test('accepts sections that take turns and a counter that matches them', () => {
+    const journal =
+      sect('a', 'x', 'x', 1, 10, 20, 0) +
+      sect('b', 'x', 's', 2, 21, 30) +
+      sect('c', 'x', 's', 3, 25, 35) +
+      sect('d', 'x', 'x', 2, 40, 50, 1);
+    const report = check(journal, [], { x: 2 }, new Map());
+    assert.deepEqual(report.violations, []);
+    assert.equal(report.operations, 4);
+    assert.equal(report.completedExclusive, 2);
+  });
+
+  test('reports an exclusive section overlapping another section of the same id', () => {
+    const journal =
+      sect('a', 'x', 'x', 1, 10, 20, 0) +
+      sect('b', 'x', 's', 2, 19, 30) +
+      sect('c', 'y', 'x', 3, 10, 20, 0);
+    const report = check(journal, [], { x: 1, y: 1 }, new Map());
+    assert.equal(report.violations.length, 1);
+    assert.match(report.violations[0] as string, /overlap on 'x'/);
+  });
+
+  test('reports a lost update and a counter that disagrees with the sections', () => {
+    const lost = sect('a', 'x', 'x', 1, 10, 20, 0) + sect('b', 'x', 'x', 2, 30, 40, 0);
+    assert.match(check(lost, [], { x: 1 }, new Map()).violations.join('\n'), /lost update/);
+    const short = sect('a', 'x', 'x', 1, 10, 20, 0);
+    assert.match(
+      check(short, [], { x: 0 }, new Map()).violations.join('\n'),
+      /counter is 0, expected 1/,
+    );
+  });
+
+  test('a section cut by a kill ends at the kill, and its write may or may not have landed', () => {
+    const journal =
+      line({ e: 'in', k: 'a', id: 'x', m: 'x', p: 1, t: 0, ns: '10', v: 0 }) +
+      line({ e: 'kill', p: 1, ns: '15' }) +
+      sect('b', 'x', 'x', 2, 16, 20, 1);
+    const report = check(journal, [], { x: 2 }, new Map());
+    assert.deepEqual(report.violations, []);
+    assert.equal(report.killedInExclusive, 1);
+    const early =
+      line({ e: 'in', k: 'a', id: 'x', m: 'x', p: 1, t: 0, ns: '10', v: 0 }) +
+      line({ e: 'kill', p: 1, ns: '15' }) +
+      sect('b', 'x', 'x', 2, 14, 20, 0);
+    assert.match(check(early, [], { x: 1 }, new Map()).violations.join('\n'), /overlap/);
+  });
+
+  test('reports a status that missed a holder inside throughout, or listed one that had exited', () => {
+    const journal = sect('a', 'x', 's', 7, 10, 100);
+    const missed: Sample = { id: 'x', t0: 20n, t1: 30n, holders: [] };
+    assert.match(
+      check(journal, [missed], { x: 0 }, new Map()).violations.join('\n'),
+      /missed shared holder a/,
+    );
+    const listed: Sample = {
+      id: 'x',
+      t0: 20n,
+      t1: 30n,
+      holders: [{ pid: 7, threadId: 0, type: 'shared', source: 'record' }],
+    };
+    assert.deepEqual(check(journal, [listed], { x: 0 }, new Map()).violations, []);
+    const ghost: Sample = {
+      id: 'x',
+      t0: 200n,
+      t1: 210n,
+      holders: [{ pid: 9, threadId: 0, type: 'exclusive', source: 'record' }],
+    };
+    assert.match(
+      check(journal, [ghost], { x: 0 }, new Map([[9, 150n]])).violations.join('\n'),
+      /pid 9, which had exited/,
+    );
+  });
+});
+
+test(`chaos: ${SECONDS} s of killed holders, cleanup, timeouts and aborts, with no violation`, {
+  timeout: (SECONDS + 120) * 1000,
+}, async () => {
+  const child = spawn(
+    process.execPath,
+    [RUN, '--seconds', String(SECONDS), '--seed', String(SEED), '--json'],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  const report = JSON.parse(out.trim().split('\n').pop() as string) as ChaosReport & {
+    seed: number;
+  };
+  assert.deepEqual(
+    report.violations,
+    [],
+    `replay with: npm run chaos -- --seconds ${SECONDS} --seed ${report.seed}`,
+  );
+  assert.equal(code, 0);
+  // The run did exercise what it claims to.
+  assert.ok(report.operations > 1000, `${report.operations} operations`);
+  assert.ok(report.completedExclusive > 300, `${report.completedExclusive} exclusive sections`);
+  assert.ok(report.kills > 20, `${report.kills} kills`);
+  assert.ok(report.timeouts > 0 && report.aborts > 0 && report.busy > 0, JSON.stringify(report));
+  assert.ok(report.samples > 100, `${report.samples} status samples`);
+});

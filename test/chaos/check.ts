@@ -1,0 +1,228 @@
+/**
+ * The chaos checker: proves from the journal that no exclusive section overlapped any
+ * other section of the same id, that every counter equals the increments of the sections
+ * that reached their write, and that every status sample listed the holders alive through
+ * it and nobody who had already exited.
+ */
+import type { JournalEvent } from './journal.js';
+
+export interface Sample {
+  id: string;
+  t0: bigint;
+  t1: bigint;
+  holders: { pid: number | null; threadId: number | null; type: string; source: string }[];
+}
+
+export interface ChaosReport {
+  operations: number;
+  exclusiveSections: number;
+  completedExclusive: number;
+  killedInExclusive: number;
+  timeouts: number;
+  aborts: number;
+  busy: number;
+  errors: number;
+  kills: number;
+  samples: number;
+  tornLines: number;
+  counters: Record<string, number>;
+  violations: string[];
+}
+
+interface Interval {
+  key: string;
+  id: string;
+  exclusive: boolean;
+  pid: number;
+  tid: number;
+  start: bigint;
+  end: bigint;
+  completed: boolean;
+  value: number | undefined;
+}
+
+const NEVER = 1n << 62n;
+
+export function check(
+  journalText: string,
+  samples: Sample[],
+  counters: Record<string, number>,
+  exits: Map<number, bigint>,
+): ChaosReport {
+  const report: ChaosReport = {
+    operations: 0,
+    exclusiveSections: 0,
+    completedExclusive: 0,
+    killedInExclusive: 0,
+    timeouts: 0,
+    aborts: 0,
+    busy: 0,
+    errors: 0,
+    kills: 0,
+    samples: samples.length,
+    tornLines: 0,
+    counters,
+    violations: [],
+  };
+  const violate = (text: string) => {
+    if (report.violations.length < 50) report.violations.push(text);
+    else if (report.violations.length === 50) report.violations.push('…and more');
+  };
+  const open = new Map<string, Interval>();
+  const intervals: Interval[] = [];
+  const kills = new Map<number, bigint[]>();
+  for (const line of journalText.split('\n')) {
+    if (line === '') continue;
+    let ev: JournalEvent;
+    try {
+      ev = JSON.parse(line) as JournalEvent;
+    } catch {
+      report.tornLines++;
+      continue;
+    }
+    switch (ev.e) {
+      case 'in': {
+        const iv: Interval = {
+          key: ev.k,
+          id: ev.id,
+          exclusive: ev.m === 'x',
+          pid: ev.p,
+          tid: ev.t,
+          start: BigInt(ev.ns),
+          end: NEVER,
+          completed: false,
+          value: ev.v,
+        };
+        open.set(ev.k, iv);
+        intervals.push(iv);
+        report.operations++;
+        if (iv.exclusive) report.exclusiveSections++;
+        break;
+      }
+      case 'out': {
+        const iv = open.get(ev.k);
+        if (iv === undefined) violate(`'out' without 'in' for ${ev.k}`);
+        else {
+          iv.end = BigInt(ev.ns);
+          iv.completed = true;
+          open.delete(ev.k);
+        }
+        break;
+      }
+      case 'kill':
+        report.kills++;
+        kills.set(ev.p, [...(kills.get(ev.p) ?? []), BigInt(ev.ns)]);
+        break;
+      case 'timeout':
+        report.timeouts++;
+        break;
+      case 'abort':
+        report.aborts++;
+        break;
+      case 'busy':
+        report.busy++;
+        break;
+      case 'error':
+        report.errors++;
+        violate(`unexpected error in pid ${ev.p} on '${ev.id}': ${ev.code} ${ev.message}`);
+        break;
+    }
+  }
+  // A section cut short by a kill ended, at the latest, when kill(2) returned: a process
+  // runs no code after SIGKILL.
+  for (const iv of open.values()) {
+    const killedAt = (kills.get(iv.pid) ?? []).find((k) => k > iv.start);
+    if (killedAt === undefined) violate(`section ${iv.key} on '${iv.id}' never ended`);
+    else iv.end = killedAt;
+    if (iv.exclusive) report.killedInExclusive++;
+  }
+  report.completedExclusive = report.exclusiveSections - report.killedInExclusive;
+
+  const byId = new Map<string, Interval[]>();
+  for (const iv of intervals) byId.set(iv.id, [...(byId.get(iv.id) ?? []), iv]);
+  for (const [id, list] of byId) {
+    list.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+    for (let i = 0; i < list.length; i++) {
+      const a = list[i] as Interval;
+      for (let j = i + 1; j < list.length; j++) {
+        const b = list[j] as Interval;
+        if (b.start >= a.end) break;
+        if (a.exclusive || b.exclusive)
+          violate(
+            `overlap on '${id}': ${a.exclusive ? 'exclusive' : 'shared'} ${a.key} and ${b.exclusive ? 'exclusive' : 'shared'} ${b.key}`,
+          );
+      }
+    }
+    checkCounter(
+      id,
+      list.filter((iv) => iv.exclusive),
+      counters[id] ?? 0,
+      violate,
+    );
+  }
+  for (const id of Object.keys(counters))
+    if (!byId.has(id) && counters[id] !== 0)
+      violate(`counter of '${id}' is ${counters[id]} with no section`);
+
+  for (const sample of samples) checkSample(sample, byId.get(sample.id) ?? [], exits, violate);
+  return report;
+}
+
+/**
+ * In exclusive order, each section must read what the previous one left: one more when it
+ * completed, the same or one more when it was killed (before or after its write).
+ */
+function checkCounter(
+  id: string,
+  sections: Interval[],
+  final: number,
+  violate: (text: string) => void,
+): void {
+  let expectedLow = 0;
+  let expectedHigh = 0;
+  for (const s of sections) {
+    const v = s.value ?? -1;
+    if (v < expectedLow || v > expectedHigh) {
+      violate(
+        `'${id}': section ${s.key} read ${v}, expected ${expectedLow}..${expectedHigh} (lost update)`,
+      );
+      expectedLow = v;
+      expectedHigh = v;
+    } else {
+      expectedLow = v;
+      expectedHigh = v;
+    }
+    expectedLow += s.completed ? 1 : 0;
+    expectedHigh += 1;
+  }
+  if (final < expectedLow || final > expectedHigh)
+    violate(`'${id}': counter is ${final}, expected ${expectedLow}..${expectedHigh}`);
+}
+
+function checkSample(
+  sample: Sample,
+  sections: Interval[],
+  exits: Map<number, bigint>,
+  violate: (text: string) => void,
+): void {
+  for (const h of sample.holders) {
+    if (h.pid === null) continue;
+    const exited = exits.get(h.pid);
+    if (exited !== undefined && exited < sample.t0)
+      violate(`status of '${sample.id}' listed pid ${h.pid}, which had exited before it began`);
+  }
+  for (const s of sections) {
+    if (!(s.start < sample.t0 && s.end > sample.t1)) continue;
+    const listed = sample.holders.some(
+      (h) =>
+        h.pid === s.pid &&
+        h.threadId === s.tid &&
+        h.source === 'record' &&
+        h.type === (s.exclusive ? 'exclusive' : 'shared'),
+    );
+    if (!listed)
+      violate(
+        `status of '${sample.id}' missed ${s.exclusive ? 'exclusive' : 'shared'} holder ${s.key}, inside throughout; it listed ${JSON.stringify(sample.holders)}`,
+      );
+  }
+}

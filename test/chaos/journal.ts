@@ -1,0 +1,36 @@
+/**
+ * The chaos journal: one JSON object per line, each appended with a single write(2) to a
+ * file opened O_APPEND, so lines from many processes never interleave. Times are
+ * CLOCK_MONOTONIC nanoseconds (process.hrtime), one clock for every process and thread.
+ */
+import { closeSync, openSync, writeSync } from 'node:fs';
+
+export type JournalEvent =
+  /** A grant: the holder is inside from `ns`; `v` = the counter it read (exclusive only). */
+  | { e: 'in'; k: string; id: string; m: 'x' | 's'; p: number; t: number; ns: string; v?: number }
+  /** The holder leaves at `ns` (taken just before it releases). */
+  | { e: 'out'; k: string; ns: string }
+  /** A process the conductor killed: everything it held ended by `ns`. */
+  | { e: 'kill'; p: number; ns: string }
+  | { e: 'timeout' | 'abort' | 'busy'; id: string; p: number }
+  | { e: 'error'; id: string; p: number; code: string; message: string };
+
+export function now(): string {
+  return process.hrtime.bigint().toString();
+}
+
+export class Journal {
+  readonly #fd: number;
+
+  constructor(path: string) {
+    this.#fd = openSync(path, 'a');
+  }
+
+  write(event: JournalEvent): void {
+    writeSync(this.#fd, `${JSON.stringify(event)}\n`);
+  }
+
+  close(): void {
+    closeSync(this.#fd);
+  }
+}
