@@ -1,4 +1,5 @@
 /** Options and their validation: wrong values from JavaScript callers get a clear error. */
+import { inspect } from 'node:util';
 import { InvalidOptionError } from './errors.js';
 import { type HolderInfo, LockType, type Logger } from './types.js';
 
@@ -28,6 +29,16 @@ export interface AcquireOptions {
   info?: HolderInfo;
 }
 
+/** A value as an error message can show it, whatever it is (a BigInt, a null-prototype object…). */
+function shown(value: unknown): string {
+  return inspect(value, {
+    depth: 1,
+    maxArrayLength: 5,
+    maxStringLength: 60,
+    breakLength: Infinity,
+  });
+}
+
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
@@ -35,7 +46,7 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 export function checkTimeout(value: unknown, name: string): number {
   if (typeof value !== 'number' || Number.isNaN(value) || value < 0) {
     throw new InvalidOptionError(
-      `${name} must be a number of milliseconds >= 0 (0 = one attempt, Infinity = wait forever), got ${String(value)}`,
+      `${name} must be a number of milliseconds >= 0 (0 = one attempt, Infinity = wait forever), got ${shown(value)}`,
     );
   }
   return value;
@@ -43,16 +54,14 @@ export function checkTimeout(value: unknown, name: string): number {
 
 export function checkType(type: unknown): LockType {
   if (type !== LockType.SHARED && type !== LockType.EXCLUSIVE) {
-    throw new InvalidOptionError(
-      `lock type must be 'shared' or 'exclusive', got ${JSON.stringify(type) ?? String(type)}`,
-    );
+    throw new InvalidOptionError(`lock type must be 'shared' or 'exclusive', got ${shown(type)}`);
   }
   return type;
 }
 
 function checkOptionalString(value: unknown, name: string): void {
   if (value !== undefined && (typeof value !== 'string' || value.length === 0)) {
-    throw new InvalidOptionError(`${name} must be a non-empty string, got ${typeof value}`);
+    throw new InvalidOptionError(`${name} must be a non-empty string, got ${shown(value)}`);
   }
 }
 
@@ -66,7 +75,7 @@ export function checkManagerOptions(root: unknown, options: unknown): LockManage
   if (o.defaultTimeout !== undefined) checkTimeout(o.defaultTimeout, 'defaultTimeout');
   for (const flag of ['cleanupOnStart', 'metadata'] as const) {
     if (o[flag] !== undefined && typeof o[flag] !== 'boolean') {
-      throw new InvalidOptionError(`${flag} must be a boolean, got ${typeof o[flag]}`);
+      throw new InvalidOptionError(`${flag} must be a boolean, got ${shown(o[flag])}`);
     }
   }
   checkOptionalString(o.lockDir, 'lockDir');
