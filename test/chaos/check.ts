@@ -164,7 +164,22 @@ export function check(
     if (!byId.has(id) && counters[id] !== 0)
       violate(`counter of '${id}' is ${counters[id]} with no section`);
 
-  for (const sample of samples) checkSample(sample, byId.get(sample.id) ?? [], exits, violate);
+  // Sections by start (sorted above); a sample need only look back as far as the longest.
+  let longest = 0n;
+  for (const iv of intervals)
+    if (iv.end !== NEVER && iv.end - iv.start > longest) longest = iv.end - iv.start;
+  for (const sample of samples) {
+    const list = byId.get(sample.id) ?? [];
+    let hi = list.length; // first section starting at or after t0
+    for (let lo = 0; lo < hi; ) {
+      const mid = (lo + hi) >>> 1;
+      if ((list[mid] as Interval).start < sample.t0) lo = mid + 1;
+      else hi = mid;
+    }
+    let from = hi;
+    while (from > 0 && (list[from - 1] as Interval).start >= sample.t0 - longest - 1n) from--;
+    checkSample(sample, list.slice(from, hi), exits, violate);
+  }
   return report;
 }
 
