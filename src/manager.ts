@@ -19,11 +19,12 @@ import { FileEngine } from './backend/file.js';
 import {
   InvalidOptionError,
   LockAbortedError,
+  LockLostError,
   LockManagerClosedError,
   LockTimeoutError,
   LockUpgradeError,
 } from './errors.js';
-import { LockHandle } from './handle.js';
+import { kLose, kSetToken, LockHandle } from './handle.js';
 import { validateId } from './ids.js';
 import { channels, Log } from './log.js';
 import {
@@ -84,7 +85,10 @@ type Callback<T> = (handle: LockHandle) => T | Promise<T>;
 const RESOLVED = Promise.resolve();
 
 export class LockManager implements AsyncDisposable {
-  /** The absolute root directory this manager locks in. */
+  /**
+   * The absolute root directory this manager locks in; for the PostgreSQL engine the
+   * connection string without its password.
+   */
   readonly root: string;
   readonly #engine: Engine;
   readonly #defaultTimeout: number;
@@ -101,7 +105,9 @@ export class LockManager implements AsyncDisposable {
   #closed = false;
 
   /**
-   * @param root  directory whose `.locks/` subdirectory holds the lock files; it must exist.
+   * @param root  directory whose `.locks/` subdirectory holds the lock files (it must
+   *   exist), or a PostgreSQL connection string (`postgres://user:password@host:port/db`,
+   *   `postgresql://…`) to lock with advisory locks on that server instead.
    */
   constructor(root: string, options?: LockManagerOptions) {
     const o = checkManagerOptions(root, options);
@@ -110,6 +116,7 @@ export class LockManager implements AsyncDisposable {
       this.root,
       o.lockDir === undefined ? join(this.root, '.locks') : resolve(o.lockDir),
     );
+    this.#engine.onLost = (locks, cause) => this.#lost(locks, cause);
     this.#defaultTimeout = o.defaultTimeout ?? 30_000;
     this.#cleanupOnStart = o.cleanupOnStart ?? true;
     this.#metadata = o.metadata ?? true;
@@ -239,6 +246,8 @@ export class LockManager implements AsyncDisposable {
       }
       state.wake?.();
     }
+    const closed = new LockManagerClosedError();
+    for (const h of this.#handles) h[kLose](closed, false);
     await Promise.all([...this.#handles].map((h) => h.release()));
     for (const state of this.#states.values()) await this.#settleIdle(state);
     await this.#engine.close();
@@ -440,9 +449,66 @@ export class LockManager implements AsyncDisposable {
       state.recordDirty = true;
     }
     this.#handles.add(handle);
-    if (this.#log.debugEnabled) this.#log.debug({ id: state.id, type, waitedMs }, 'lock granted');
-    if (channels.acquire.hasSubscribers) channels.acquire.publish({ id: state.id, type, waitedMs });
+    let token: number | Promise<number>;
+    try {
+      token = this.#engine.token(lock, type);
+    } catch (err) {
+      token = Promise.reject(err);
+    }
+    if (isPromise(token)) {
+      // The engine stores the counter remotely: the grant stands (nobody else of this
+      // manager gets in), the caller just sees it once its token is issued.
+      token.then(
+        (t) => this.#handOver(state, waiter, handle, t, waitedMs),
+        (err: unknown) => {
+          this.#log.warn({ id: state.id, err }, 'could not issue a fencing token');
+          void handle.release();
+          waiter.reject(err);
+        },
+      );
+      return;
+    }
+    this.#handOver(state, waiter, handle, token, waitedMs);
+  }
+
+  #handOver(
+    state: IdState,
+    waiter: Waiter,
+    handle: LockHandle,
+    token: number,
+    waitedMs: number,
+  ): void {
+    handle[kSetToken](token);
+    const facts = state.facts.get(handle);
+    if (facts !== undefined && facts.token !== token) {
+      facts.token = token;
+      state.recordDirty = true;
+      // A no-op when the grant was synchronous: its batch's record write comes first.
+      queueMicrotask(() => this.#writeRecord(state));
+    }
+    const { type } = handle;
+    if (this.#log.debugEnabled)
+      this.#log.debug({ id: state.id, type, waitedMs, token }, 'lock granted');
+    if (channels.acquire.hasSubscribers)
+      channels.acquire.publish({ id: state.id, type, waitedMs, token });
     waiter.resolve(handle);
+  }
+
+  /** The engine lost `locks` (their session ended): every handle under them is lost. */
+  #lost(locks: EngineLock[], cause: Error): void {
+    for (const lock of locks) {
+      const state = this.#states.get(lock.id);
+      if (state === undefined || state.engineLock !== lock) continue;
+      state.engineLock = null; // gone: nothing to unlock; the next grant asks the engine again
+      const error = new LockLostError(lock.id, cause.message, cause);
+      for (const handle of this.#handles) {
+        if (handle.id !== lock.id) continue;
+        handle[kLose](error, true);
+      }
+      this.#log.warn({ id: lock.id, err: cause }, 'lock lost: the session holding it ended');
+      if (channels.lost.hasSubscribers)
+        channels.lost.publish({ id: lock.id, type: lock.mode, error });
+    }
   }
 
   /** Brings the holder record up to date; locks stay usable when it cannot be written. */
