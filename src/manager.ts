@@ -16,6 +16,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { join, resolve } from 'node:path';
 import type { Attempt, Engine, EngineLock, HolderFacts } from './backend/engine.js';
 import { FileEngine } from './backend/file.js';
+import { DEFAULT_NAMESPACE, isStoreUrl, PostgresEngine } from './backend/postgres.js';
 import {
   InvalidOptionError,
   LockAbortedError,
@@ -111,11 +112,17 @@ export class LockManager implements AsyncDisposable {
    */
   constructor(root: string, options?: LockManagerOptions) {
     const o = checkManagerOptions(root, options);
-    this.root = resolve(root);
-    this.#engine = new FileEngine(
-      this.root,
-      o.lockDir === undefined ? join(this.root, '.locks') : resolve(o.lockDir),
-    );
+    if (isStoreUrl(root)) {
+      const engine = new PostgresEngine(root, o.namespace ?? DEFAULT_NAMESPACE);
+      this.root = engine.location;
+      this.#engine = engine;
+    } else {
+      this.root = resolve(root);
+      this.#engine = new FileEngine(
+        this.root,
+        o.lockDir === undefined ? join(this.root, '.locks') : resolve(o.lockDir),
+      );
+    }
     this.#engine.onLost = (locks, cause) => this.#lost(locks, cause);
     this.#defaultTimeout = o.defaultTimeout ?? 30_000;
     this.#cleanupOnStart = o.cleanupOnStart ?? true;

@@ -41,6 +41,8 @@ export interface LockStatus {
   holders: LockHolder[];
   /** The lock file of this id; for the PostgreSQL engine, server, namespace and key. */
   path: string;
+  /** PostgreSQL engine: how many sessions wait for the lock (from `pg_locks`). */
+  waiters?: number;
 }
 
 /** What `cleanupStaleLocks()` did. */
