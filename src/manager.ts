@@ -417,18 +417,25 @@ export class LockManager implements AsyncDisposable {
 
   #grantCovered(state: IdState): void {
     let granted = 0;
+    const ready: (() => void)[] = [];
     while (!this.#closed) {
       const head = state.queue[0];
       if (head === undefined || !state.covers(head.type)) break;
       state.queue.shift();
-      this.#grant(state, head);
+      this.#grant(state, head, ready);
       granted++;
     }
-    // One record write for the whole batch, before any grantee's continuation runs.
-    if (granted > 0 && this.#metadata) this.#writeRecord(state);
+    // One record write for the whole batch, before any grantee's continuation runs. A
+    // remote engine's write is awaited: whoever a grantee tells must find it in status.
+    const written = granted > 0 && this.#metadata ? this.#writeRecord(state) : undefined;
+    if (written === undefined) for (const handOver of ready) handOver();
+    else
+      void written.then(() => {
+        for (const handOver of ready) handOver();
+      });
   }
 
-  #grant(state: IdState, waiter: Waiter): void {
+  #grant(state: IdState, waiter: Waiter, ready: (() => void)[]): void {
     this.#settle(waiter);
     const { type } = waiter;
     if (type === LockType.SHARED) state.shared++;
@@ -445,8 +452,9 @@ export class LockManager implements AsyncDisposable {
         return this.#engine.descriptorsOf(lock);
       },
     );
+    let facts: HolderFacts | undefined;
     if (this.#metadata) {
-      const facts: HolderFacts = {
+      facts = {
         type,
         user: waiter.options.user ?? this.#user,
         acquiredAt: new Date().toISOString(),
@@ -462,38 +470,37 @@ export class LockManager implements AsyncDisposable {
     } catch (err) {
       token = Promise.reject(err);
     }
-    if (isPromise(token)) {
-      // The engine stores the counter remotely: the grant stands (nobody else of this
-      // manager gets in), the caller just sees it once its token is issued.
-      token.then(
-        (t) => this.#handOver(state, waiter, handle, t, waitedMs),
-        (err: unknown) => {
-          this.#log.warn({ id: state.id, err }, 'could not issue a fencing token');
-          void handle.release();
-          waiter.reject(err);
-        },
-      );
+    if (!isPromise(token)) {
+      handle[kSetToken](token);
+      if (facts !== undefined) facts.token = token;
+      ready.push(() => this.#handOver(state, waiter, handle, waitedMs));
       return;
     }
-    this.#handOver(state, waiter, handle, token, waitedMs);
+    // The engine stores the counter remotely: the grant stands (nobody else of this
+    // manager gets in), the caller sees it once its token is issued and recorded.
+    token.then(
+      (t) => {
+        handle[kSetToken](t);
+        const written = facts === undefined ? undefined : this.#recordToken(state, facts, t);
+        if (written === undefined) this.#handOver(state, waiter, handle, waitedMs);
+        else void written.then(() => this.#handOver(state, waiter, handle, waitedMs));
+      },
+      (err: unknown) => {
+        this.#log.warn({ id: state.id, err }, 'could not issue a fencing token');
+        void handle.release();
+        waiter.reject(err);
+      },
+    );
   }
 
-  #handOver(
-    state: IdState,
-    waiter: Waiter,
-    handle: LockHandle,
-    token: number,
-    waitedMs: number,
-  ): void {
-    handle[kSetToken](token);
-    const facts = state.facts.get(handle);
-    if (facts !== undefined && facts.token !== token) {
-      facts.token = token;
-      state.recordDirty = true;
-      // A no-op when the grant was synchronous: its batch's record write comes first.
-      queueMicrotask(() => this.#writeRecord(state));
-    }
-    const { type } = handle;
+  #recordToken(state: IdState, facts: HolderFacts, token: number): Promise<void> | undefined {
+    facts.token = token;
+    state.recordDirty = true;
+    return this.#writeRecord(state);
+  }
+
+  #handOver(state: IdState, waiter: Waiter, handle: LockHandle, waitedMs: number): void {
+    const { type, token } = handle;
     if (this.#log.debugEnabled)
       this.#log.debug({ id: state.id, type, waitedMs, token }, 'lock granted');
     if (channels.acquire.hasSubscribers)
@@ -519,15 +526,16 @@ export class LockManager implements AsyncDisposable {
   }
 
   /** Brings the holder record up to date; locks stay usable when it cannot be written. */
-  #writeRecord(state: IdState): void {
+  #writeRecord(state: IdState): Promise<void> | undefined {
     if (!state.recordDirty || state.engineLock === null) return;
     state.recordDirty = false;
     try {
       const done = this.#engine.setHolders(state.engineLock, [...state.facts.values()]);
-      if (isPromise(done)) done.catch((err: unknown) => this.#recordFailed(state, err));
+      if (isPromise(done)) return done.catch((err: unknown) => this.#recordFailed(state, err));
     } catch (err) {
       this.#recordFailed(state, err);
     }
+    return undefined;
   }
 
   #recordFailed(state: IdState, err: unknown): void {
