@@ -17,7 +17,8 @@ import {
   LockStoreError,
   LockType,
 } from 'locksmith';
-import { HolderChild } from './helpers.js';
+import { locksmith, startHolding } from './cli-helpers.js';
+import { exitOf, HolderChild } from './helpers.js';
 import {
   advisoryKey,
   advisoryLocks,
@@ -299,5 +300,76 @@ describe('PostgreSQL engine: status and errors', () => {
       () => new LockManager(pg.url, { namespace: 7 as unknown as string }),
       InvalidOptionError,
     );
+  });
+});
+
+describe('PostgreSQL engine: command line', () => {
+  test('locksmith --store runs a command under the lock; status, a conflicting run and LOCKSMITH_STORE see it', async (t) => {
+    const holding = await startHolding(t, [
+      '--store',
+      pg.url,
+      'run',
+      '--user',
+      'deployer',
+      'cli-deploy',
+      '--',
+      'sh',
+      '-c',
+      'echo ready; read done',
+    ]);
+    const withEnv = { env: { ...process.env, LOCKSMITH_STORE: pg.url } };
+    const status = await locksmith(['status', 'cli-deploy', '--json'], withEnv);
+    assert.equal(status.code, 0, status.stderr);
+    const parsed = JSON.parse(status.stdout) as {
+      state: string;
+      holders: { user: string; info?: { command?: string[] } }[];
+    };
+    assert.equal(parsed.state, 'exclusive');
+    assert.equal(parsed.holders[0]?.user, 'deployer');
+    assert.deepEqual(parsed.holders[0]?.info?.command, ['sh', '-c', 'echo ready; read done']);
+    const conflict = await locksmith(['run', '--store', pg.url, '-n', 'cli-deploy', '--', 'true']);
+    assert.equal(conflict.code, 1);
+    assert.match(conflict.stderr, /deployer/);
+    holding.stdin?.end('\n');
+    assert.equal(await exitOf(holding), 0);
+    const free = await locksmith(['run', '-n', 'cli-deploy', '--', 'true'], withEnv);
+    assert.equal(free.code, 0, free.stderr);
+  });
+
+  test('locksmith run stops its command when the lock is lost', async (t) => {
+    const namespace = 'locksmith'; // the command line's namespace
+    const holding = await startHolding(t, [
+      '--store',
+      pg.url,
+      'run',
+      'cli-lost',
+      '--',
+      'sh',
+      '-c',
+      'echo ready; exec sleep 60',
+    ]);
+    let stderr = '';
+    holding.stderr?.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const [row] = await advisoryLocks(pg.url, namespace, 'cli-lost');
+    assert.ok(row?.granted);
+    await sql(pg.url, 'SELECT pg_terminate_backend($1)', [row?.pid]);
+    assert.equal(await exitOf(holding), 128 + 15);
+    assert.match(stderr, /lock on 'cli-lost' lost/);
+  });
+
+  test('an unreachable store exits 69 (EX_UNAVAILABLE) naming the host, not the password', async () => {
+    const r = await locksmith([
+      'run',
+      '--store',
+      'postgres://app:s3cret-pw@127.0.0.1:1/locks',
+      'x',
+      '--',
+      'true',
+    ]);
+    assert.equal(r.code, 69);
+    assert.match(r.stderr, /127\.0\.0\.1:1\/locks/);
+    assert.doesNotMatch(r.stderr, /s3cret/);
   });
 });

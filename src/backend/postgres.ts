@@ -165,7 +165,7 @@ export class PostgresEngine implements Engine {
     if (err instanceof LockStoreError) return err;
     const detail = err instanceof Error ? err.message : String(err);
     return new LockStoreError(
-      `${what} on PostgreSQL server ${this.#where}: ${detail}`,
+      `${what} (PostgreSQL server ${this.#where}): ${detail}`,
       this.location,
       err,
       id,
