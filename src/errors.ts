@@ -125,3 +125,50 @@ export function describeHolder(h: LockHolder): string {
   if (h.acquiredAt !== null) text += `, since ${h.acquiredAt}`;
   return text;
 }
+
+/**
+ * The lock service could not be reached or answered with an error (PostgreSQL engine).
+ * The message names the server (`host:port/database`, never the password); `cause` is the
+ * driver's error and `sqlState` its SQLSTATE when the server sent one.
+ */
+export class LockStoreError extends LockError {
+  readonly sqlState: string | undefined;
+
+  constructor(message: string, location: string, cause?: unknown, id?: string) {
+    super(message, 'ELOCKSTORE', { id, path: location, cause });
+    const code = (cause as { code?: unknown } | undefined)?.code;
+    this.sqlState = typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+  }
+}
+
+/**
+ * Two different ids map to the same 64-bit advisory-lock key (PostgreSQL engine). Sharing
+ * the key would make them one lock, so the id that came second is refused.
+ */
+export class LockKeyCollisionError extends LockError {
+  /** The id that already owns the key. */
+  readonly otherId: string;
+  readonly key: string;
+
+  constructor(id: string, otherId: string, key: string, location: string) {
+    super(
+      `lock id '${id}' maps to advisory-lock key ${key}, which id '${otherId}' already uses in this namespace; ` +
+        'rename one of them (or use another namespace): sharing the key would make them one lock',
+      'ELOCKCOLLISION',
+      { id, path: location },
+    );
+    this.otherId = otherId;
+    this.key = key;
+  }
+}
+
+/**
+ * A held lock was lost without being released: the session holding it ended (server
+ * restart, `pg_terminate_backend`, network failure), or the manager was closed. It is the
+ * `reason` of the handle's `signal`.
+ */
+export class LockLostError extends LockError {
+  constructor(id: string, why: string, cause?: unknown) {
+    super(`the lock on '${id}' was lost: ${why}`, 'ELOCKLOST', { id, cause });
+  }
+}

@@ -5,6 +5,10 @@ import type { LockType } from './types.js';
  * record), for `locksmith run` to pass to its command as flock(1) does.
  */
 export const kDescriptors = Symbol('locksmith.descriptors');
+/** @internal Marks a handle's lock as lost and fires its signal. */
+export const kLose = Symbol('locksmith.lose');
+/** @internal Sets the fencing token once the engine has issued it. */
+export const kSetToken = Symbol('locksmith.setToken');
 
 /** A granted lock. Release it with `release()` or `await using`. */
 export class LockHandle implements AsyncDisposable {
@@ -16,6 +20,9 @@ export class LockHandle implements AsyncDisposable {
   readonly reentrant: boolean;
   #release: (() => Promise<void>) | null;
   readonly #descriptors: () => number[];
+  #token = 0;
+  #lost = false;
+  #controller: AbortController | null = null;
 
   /** @internal Handles are made by LockManager. */
   constructor(
@@ -31,6 +38,50 @@ export class LockHandle implements AsyncDisposable {
     this.acquiredAt = new Date();
     this.#release = release;
     this.#descriptors = descriptors;
+  }
+
+  /**
+   * Fencing token: a positive integer, strictly larger for every exclusive grant of this id
+   * than for any earlier grant, across processes and hosts; a shared grant gets the token
+   * of the last exclusive grant (0 if there was none). Pass it to the storage you protect
+   * and have it reject writes carrying a smaller token than one it has seen: a holder that
+   * lost its lock (paused, partitioned) cannot then overwrite its successor's work.
+   * 0 also when the engine cannot store a counter (a read-only lock directory).
+   * A JavaScript number: exact up to 2^53.
+   */
+  get token(): number {
+    return this.#token;
+  }
+
+  /**
+   * True once the lock was lost without `release()`: the PostgreSQL session holding it
+   * ended (server restart, `pg_terminate_backend`, network failure). Work the lock
+   * protects must stop; `signal` fires at the same moment.
+   */
+  get lost(): boolean {
+    return this.#lost;
+  }
+
+  /**
+   * Aborts when the lock is lost (reason: LockLostError) or the manager is closed while the
+   * handle is held. Pass it to the protected work (fetch, streams, child processes).
+   */
+  get signal(): AbortSignal {
+    this.#controller ??= new AbortController();
+    return this.#controller.signal;
+  }
+
+  /** @internal */
+  [kSetToken](token: number): void {
+    this.#token = token;
+  }
+
+  /** @internal */
+  [kLose](reason: Error, lost: boolean): void {
+    if (this.released || this.#controller?.signal.aborted) return;
+    if (lost) this.#lost = true;
+    this.#controller ??= new AbortController();
+    this.#controller.abort(reason);
   }
 
   /** @internal */

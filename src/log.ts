@@ -10,7 +10,8 @@ const debug = debuglog('locksmith');
 
 /**
  * Channels, each published only when someone subscribes. Messages carry `id`, `type` and,
- * where it applies, `waitedMs` (acquire, timeout, abort) or `heldMs` (release).
+ * where it applies, `waitedMs` (acquire, timeout, abort), `token` (acquire) or `heldMs`
+ * (release).
  */
 export const channels = {
   acquire: diagnostics_channel.channel('locksmith:acquire'),
@@ -18,6 +19,8 @@ export const channels = {
   wait: diagnostics_channel.channel('locksmith:wait'),
   timeout: diagnostics_channel.channel('locksmith:timeout'),
   abort: diagnostics_channel.channel('locksmith:abort'),
+  /** A held lock was lost (its PostgreSQL session ended): `{ id, type, error }`. */
+  lost: diagnostics_channel.channel('locksmith:lost'),
 } as const;
 
 export class Log {

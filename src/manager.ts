@@ -16,14 +16,16 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { join, resolve } from 'node:path';
 import type { Attempt, Engine, EngineLock, HolderFacts } from './backend/engine.js';
 import { FileEngine } from './backend/file.js';
+import { DEFAULT_NAMESPACE, isStoreUrl, PostgresEngine } from './backend/postgres.js';
 import {
   InvalidOptionError,
   LockAbortedError,
+  LockLostError,
   LockManagerClosedError,
   LockTimeoutError,
   LockUpgradeError,
 } from './errors.js';
-import { LockHandle } from './handle.js';
+import { kLose, kSetToken, LockHandle } from './handle.js';
 import { validateId } from './ids.js';
 import { channels, Log } from './log.js';
 import {
@@ -84,7 +86,10 @@ type Callback<T> = (handle: LockHandle) => T | Promise<T>;
 const RESOLVED = Promise.resolve();
 
 export class LockManager implements AsyncDisposable {
-  /** The absolute root directory this manager locks in. */
+  /**
+   * The absolute root directory this manager locks in; for the PostgreSQL engine the
+   * connection string without its password.
+   */
   readonly root: string;
   readonly #engine: Engine;
   readonly #defaultTimeout: number;
@@ -101,15 +106,24 @@ export class LockManager implements AsyncDisposable {
   #closed = false;
 
   /**
-   * @param root  directory whose `.locks/` subdirectory holds the lock files; it must exist.
+   * @param root  directory whose `.locks/` subdirectory holds the lock files (it must
+   *   exist), or a PostgreSQL connection string (`postgres://user:password@host:port/db`,
+   *   `postgresql://…`) to lock with advisory locks on that server instead.
    */
   constructor(root: string, options?: LockManagerOptions) {
     const o = checkManagerOptions(root, options);
-    this.root = resolve(root);
-    this.#engine = new FileEngine(
-      this.root,
-      o.lockDir === undefined ? join(this.root, '.locks') : resolve(o.lockDir),
-    );
+    if (isStoreUrl(root)) {
+      const engine = new PostgresEngine(root, o.namespace ?? DEFAULT_NAMESPACE);
+      this.root = engine.location;
+      this.#engine = engine;
+    } else {
+      this.root = resolve(root);
+      this.#engine = new FileEngine(
+        this.root,
+        o.lockDir === undefined ? join(this.root, '.locks') : resolve(o.lockDir),
+      );
+    }
+    this.#engine.onLost = (locks, cause) => this.#lost(locks, cause);
     this.#defaultTimeout = o.defaultTimeout ?? 30_000;
     this.#cleanupOnStart = o.cleanupOnStart ?? true;
     this.#metadata = o.metadata ?? true;
@@ -239,6 +253,8 @@ export class LockManager implements AsyncDisposable {
       }
       state.wake?.();
     }
+    const closed = new LockManagerClosedError();
+    for (const h of this.#handles) h[kLose](closed, false);
     await Promise.all([...this.#handles].map((h) => h.release()));
     for (const state of this.#states.values()) await this.#settleIdle(state);
     await this.#engine.close();
@@ -401,18 +417,25 @@ export class LockManager implements AsyncDisposable {
 
   #grantCovered(state: IdState): void {
     let granted = 0;
+    const ready: (() => void)[] = [];
     while (!this.#closed) {
       const head = state.queue[0];
       if (head === undefined || !state.covers(head.type)) break;
       state.queue.shift();
-      this.#grant(state, head);
+      this.#grant(state, head, ready);
       granted++;
     }
-    // One record write for the whole batch, before any grantee's continuation runs.
-    if (granted > 0 && this.#metadata) this.#writeRecord(state);
+    // One record write for the whole batch, before any grantee's continuation runs. A
+    // remote engine's write is awaited: whoever a grantee tells must find it in status.
+    const written = granted > 0 && this.#metadata ? this.#writeRecord(state) : undefined;
+    if (written === undefined) for (const handOver of ready) handOver();
+    else
+      void written.then(() => {
+        for (const handOver of ready) handOver();
+      });
   }
 
-  #grant(state: IdState, waiter: Waiter): void {
+  #grant(state: IdState, waiter: Waiter, ready: (() => void)[]): void {
     this.#settle(waiter);
     const { type } = waiter;
     if (type === LockType.SHARED) state.shared++;
@@ -429,8 +452,9 @@ export class LockManager implements AsyncDisposable {
         return this.#engine.descriptorsOf(lock);
       },
     );
+    let facts: HolderFacts | undefined;
     if (this.#metadata) {
-      const facts: HolderFacts = {
+      facts = {
         type,
         user: waiter.options.user ?? this.#user,
         acquiredAt: new Date().toISOString(),
@@ -440,21 +464,78 @@ export class LockManager implements AsyncDisposable {
       state.recordDirty = true;
     }
     this.#handles.add(handle);
-    if (this.#log.debugEnabled) this.#log.debug({ id: state.id, type, waitedMs }, 'lock granted');
-    if (channels.acquire.hasSubscribers) channels.acquire.publish({ id: state.id, type, waitedMs });
+    let token: number | Promise<number>;
+    try {
+      token = this.#engine.token(lock, type);
+    } catch (err) {
+      token = Promise.reject(err);
+    }
+    if (!isPromise(token)) {
+      handle[kSetToken](token);
+      if (facts !== undefined) facts.token = token;
+      ready.push(() => this.#handOver(state, waiter, handle, waitedMs));
+      return;
+    }
+    // The engine stores the counter remotely: the grant stands (nobody else of this
+    // manager gets in), the caller sees it once its token is issued and recorded.
+    token.then(
+      (t) => {
+        handle[kSetToken](t);
+        const written = facts === undefined ? undefined : this.#recordToken(state, facts, t);
+        if (written === undefined) this.#handOver(state, waiter, handle, waitedMs);
+        else void written.then(() => this.#handOver(state, waiter, handle, waitedMs));
+      },
+      (err: unknown) => {
+        this.#log.warn({ id: state.id, err }, 'could not issue a fencing token');
+        void handle.release();
+        waiter.reject(err);
+      },
+    );
+  }
+
+  #recordToken(state: IdState, facts: HolderFacts, token: number): Promise<void> | undefined {
+    facts.token = token;
+    state.recordDirty = true;
+    return this.#writeRecord(state);
+  }
+
+  #handOver(state: IdState, waiter: Waiter, handle: LockHandle, waitedMs: number): void {
+    const { type, token } = handle;
+    if (this.#log.debugEnabled)
+      this.#log.debug({ id: state.id, type, waitedMs, token }, 'lock granted');
+    if (channels.acquire.hasSubscribers)
+      channels.acquire.publish({ id: state.id, type, waitedMs, token });
     waiter.resolve(handle);
   }
 
+  /** The engine lost `locks` (their session ended): every handle under them is lost. */
+  #lost(locks: EngineLock[], cause: Error): void {
+    for (const lock of locks) {
+      const state = this.#states.get(lock.id);
+      if (state === undefined || state.engineLock !== lock) continue;
+      state.engineLock = null; // gone: nothing to unlock; the next grant asks the engine again
+      const error = new LockLostError(lock.id, cause.message, cause);
+      for (const handle of this.#handles) {
+        if (handle.id !== lock.id) continue;
+        handle[kLose](error, true);
+      }
+      this.#log.warn({ id: lock.id, err: cause }, 'lock lost: the session holding it ended');
+      if (channels.lost.hasSubscribers)
+        channels.lost.publish({ id: lock.id, type: lock.mode, error });
+    }
+  }
+
   /** Brings the holder record up to date; locks stay usable when it cannot be written. */
-  #writeRecord(state: IdState): void {
+  #writeRecord(state: IdState): Promise<void> | undefined {
     if (!state.recordDirty || state.engineLock === null) return;
     state.recordDirty = false;
     try {
       const done = this.#engine.setHolders(state.engineLock, [...state.facts.values()]);
-      if (isPromise(done)) done.catch((err: unknown) => this.#recordFailed(state, err));
+      if (isPromise(done)) return done.catch((err: unknown) => this.#recordFailed(state, err));
     } catch (err) {
       this.#recordFailed(state, err);
     }
+    return undefined;
   }
 
   #recordFailed(state: IdState, err: unknown): void {

@@ -14,6 +14,12 @@ export interface LockManagerOptions {
   lockDir?: string;
   /** Name recorded for holders that pass no `user`. Default: the login name of this process. */
   user?: string;
+  /**
+   * PostgreSQL engine only: keeps the locks of unrelated applications on one database
+   * apart (it is hashed into every advisory-lock key and stored in every row). Default
+   * `'locksmith'`.
+   */
+  namespace?: string;
   /** Receives debug logs of every attempt, wait, grant and release (pino's shape). */
   logger?: Logger;
 }
@@ -80,6 +86,7 @@ export function checkManagerOptions(root: unknown, options: unknown): LockManage
   }
   checkOptionalString(o.lockDir, 'lockDir');
   checkOptionalString(o.user, 'user');
+  checkOptionalString(o.namespace, 'namespace');
   if (o.logger !== undefined && (typeof o.logger !== 'object' || o.logger === null)) {
     throw new InvalidOptionError('logger must be an object with debug/info/warn/error methods');
   }

@@ -30,6 +30,8 @@ export interface LockHolder {
    * `metadata: false`).
    */
   source: 'record' | 'kernel';
+  /** The holder's fencing token (see LockHandle.token), where its record carries it. */
+  token?: number;
 }
 
 /** What `getLockStatus()` and `listLocks()` report for one id. */
@@ -37,8 +39,10 @@ export interface LockStatus {
   id: string;
   state: 'free' | 'shared' | 'exclusive';
   holders: LockHolder[];
-  /** The lock file of this id. */
+  /** The lock file of this id; for the PostgreSQL engine, server, namespace and key. */
   path: string;
+  /** PostgreSQL engine: how many sessions wait for the lock (from `pg_locks`). */
+  waiters?: number;
 }
 
 /** What `cleanupStaleLocks()` did. */

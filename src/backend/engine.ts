@@ -15,7 +15,7 @@ export interface EngineLock {
 }
 
 /** What a holder record says about one in-memory holder. */
-export type HolderFacts = Pick<LockHolder, 'type' | 'user' | 'acquiredAt' | 'info'>;
+export type HolderFacts = Pick<LockHolder, 'type' | 'user' | 'acquiredAt' | 'info' | 'token'>;
 
 /**
  * One manager's attempt to take an id in one mode. It may keep a place in line between
@@ -41,6 +41,17 @@ export interface Engine {
   /** Starts taking `id`; `once` = a single attempt that never takes a place in line. */
   begin(id: string, mode: LockType, once: boolean): Attempt;
   unlock(lock: EngineLock): MaybePromise<void>;
+  /**
+   * The fencing token of one grant under `lock`: for an exclusive grant the next value of
+   * the id's counter, stored before it is returned; for a shared grant the current value.
+   * Only called while `lock` is held, so the counter cannot move under a shared lock.
+   */
+  token(lock: EngineLock, type: LockType): MaybePromise<number>;
+  /**
+   * Set by the manager: the engine calls it when locks it held are gone without an unlock
+   * (the session holding them ended). The manager then marks their handles lost.
+   */
+  onLost?: (locks: EngineLock[], cause: Error) => void;
   /** Publishes who holds `lock` in this manager; an empty list withdraws the record. */
   setHolders(lock: EngineLock, holders: HolderFacts[]): MaybePromise<void>;
   /** Local descriptors a child process must inherit to keep holding `lock` (none for remote engines). */

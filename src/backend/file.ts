@@ -21,13 +21,16 @@
  */
 import {
   closeSync,
+  constants as fsConstants,
   fstatSync,
   lstatSync,
   openSync,
   readdirSync,
   readFileSync,
+  readSync,
   type Stats,
   statSync,
+  writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { LockFileError } from '../errors.js';
@@ -60,6 +63,11 @@ import { type FileKey, HELD_COMPANION_LIMIT, Slot, SlotCache } from './slots.js'
 import { onChange } from './watcher.js';
 
 export const GATE_SUFFIX = '.gate';
+/**
+ * The id's fencing-token counter, in decimal. Cleanup never removes it: a counter that
+ * started again at 1 would let storage accept a stale holder's write.
+ */
+export const TOKEN_SUFFIX = '.token';
 /** Readers that wait hold this shared: writers yield to them (see FileAttempt). */
 export const RWAIT_SUFFIX = '.rwait';
 /** Longest pause between two polls of a waiter that saw no event (a SIGKILLed holder makes none). */
@@ -68,8 +76,13 @@ const MAX_BACKOFF_MS = 100;
 const MAX_COOLDOWN_MS = 2;
 /** Release notifications of one id are coalesced to one per this window (see notifyRelease). */
 const TOUCH_EVERY_MS = 1;
+const TOKEN_OPEN =
+  fsConstants.O_RDWR | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK | fsConstants.O_NOCTTY;
 
 class FileLock implements EngineLock {
+  /** The counter as of this grant (read once per engine lock), -1 if it cannot be stored. */
+  token: number | null = null;
+
   constructor(
     readonly id: string,
     readonly mode: LockType,
@@ -100,6 +113,7 @@ export class FileEngine implements Engine {
       gatePath: join(this.lockDir, base + GATE_SUFFIX),
       rwaitPath: join(this.lockDir, base + RWAIT_SUFFIX),
       holdersDir: join(this.lockDir, base + HOLDERS_SUFFIX),
+      tokenPath: join(this.lockDir, base + TOKEN_SUFFIX),
       // JSON, because UTF-8 cannot carry the unpaired surrogates some hashed ids have.
       content: isHashedBase(base) ? JSON.stringify(id) : null,
     };
@@ -283,6 +297,71 @@ export class FileEngine implements Engine {
       }
     } else if (!slot.inherited) {
       record.withdraw();
+    }
+  }
+
+  /**
+   * Fencing tokens. Invariant: the counter file changes only under the exclusive lock of
+   * its id, so a holder of the lock (either mode) may read it once per engine lock and keep
+   * it in memory; every exclusive grant (including hand-offs inside this manager, which
+   * never leave the engine lock) adds one and writes it back with one pwrite before the
+   * grant is visible. The value only grows, so the write never needs a truncate.
+   */
+  token(lock: EngineLock, type: LockType): number {
+    const l = lock as FileLock;
+    if (l.token === null) l.token = this.#readToken(l.slot);
+    let token = 0;
+    if (l.token >= 0 && type === LockType.SHARED) token = l.token;
+    else if (l.token >= 0 && this.#writeToken(l.slot, l.token + 1)) token = ++l.token;
+    else l.token = -1;
+    // A process holding thousands of ids keeps one descriptor per id (see slots.ts).
+    if (this.slots.held > HELD_COMPANION_LIMIT && l.slot.tokenFd >= 0) {
+      closeSync(l.slot.tokenFd);
+      l.slot.tokenFd = -1;
+    }
+    return token;
+  }
+
+  #readToken(slot: Slot): number {
+    const { tokenPath } = slot.key;
+    if (slot.tokenFd < 0) {
+      try {
+        slot.tokenFd = openSync(tokenPath, TOKEN_OPEN);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT') return 0; // no exclusive grant yet; made on the first one
+        if (code !== 'EACCES' && code !== 'EPERM') return -1;
+        try {
+          // Another user's file we may only read: shared grants still get the value.
+          slot.tokenFd = openSync(tokenPath, OPEN_EXISTING);
+        } catch {
+          return -1;
+        }
+      }
+      if (!fstatSync(slot.tokenFd).isFile()) {
+        closeSync(slot.tokenFd);
+        slot.tokenFd = -1;
+        return -1;
+      }
+    }
+    const buf = Buffer.allocUnsafe(24);
+    const n = readSync(slot.tokenFd, buf, 0, 24, 0);
+    const value = Number.parseInt(buf.toString('latin1', 0, n), 10);
+    return Number.isSafeInteger(value) && value >= 0 ? value : 0;
+  }
+
+  #writeToken(slot: Slot, value: number): boolean {
+    try {
+      if (slot.tokenFd < 0) {
+        const { tokenPath, id } = slot.key;
+        closeSync(openLockFile(tokenPath, this.lockDir, this.dirMode, null, id));
+        slot.tokenFd = openSync(tokenPath, TOKEN_OPEN);
+      }
+      writeSync(slot.tokenFd, String(value), 0, 'latin1');
+      return true;
+    } catch {
+      // A read-only directory or another user's 0644 file: no fencing for this id.
+      return false;
     }
   }
 

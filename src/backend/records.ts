@@ -219,6 +219,7 @@ function parseRecord(buf: Buffer): RecordContent | null {
     };
     if (typeof f.info === 'object' && f.info !== null && !Array.isArray(f.info))
       holder.info = f.info as Record<string, unknown>;
+    if (typeof f.token === 'number' && Number.isSafeInteger(f.token)) holder.token = f.token;
     content.holders.push(holder);
   }
   return content;

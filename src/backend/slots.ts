@@ -16,6 +16,8 @@ export interface FileKey {
   rwaitPath: string;
   gateName: string;
   holdersDir: string;
+  /** The fencing-token counter of the id (see FileEngine.token). */
+  tokenPath: string;
   /** What a new lock file holds: the id as JSON, for hashed names only. */
   content: string | null;
 }
@@ -30,6 +32,8 @@ export class Slot {
   gate = -1;
   rwait = -1;
   record: RecordFile | null = null;
+  /** The token counter file, open read-write while this id is used; -1 when not open. */
+  tokenFd = -1;
   /** The mode held, or null while idle or waiting. */
   held: LockType | null = null;
   /**
@@ -58,8 +62,10 @@ export class Slot {
   closeCompanions(): void {
     if (this.gate >= 0) closeSync(this.gate);
     if (this.rwait >= 0) closeSync(this.rwait);
+    if (this.tokenFd >= 0) closeSync(this.tokenFd);
     this.gate = -1;
     this.rwait = -1;
+    this.tokenFd = -1;
   }
 
   closeAll(): void {
@@ -68,6 +74,8 @@ export class Slot {
     if (this.main >= 0) closeSync(this.main);
     if (this.gate >= 0) closeSync(this.gate);
     if (this.rwait >= 0) closeSync(this.rwait);
+    if (this.tokenFd >= 0) closeSync(this.tokenFd);
+    this.tokenFd = -1;
     this.main = -1;
     this.gate = -1;
     this.rwait = -1;

@@ -6,6 +6,8 @@ import {
   InvalidLockIdError,
   InvalidOptionError,
   LockFileError,
+  LockKeyCollisionError,
+  LockStoreError,
   UnsafeLockFileError,
 } from '../errors.js';
 
@@ -16,6 +18,8 @@ export const EXIT = {
   USAGE: 64,
   DATAERR: 65,
   NOINPUT: 66,
+  /** The PostgreSQL server cannot be reached or refuses (EX_UNAVAILABLE). */
+  UNAVAILABLE: 69,
   SOFTWARE: 70,
   OSERR: 71,
   CANTCREAT: 73,
@@ -38,6 +42,8 @@ export function exitCodeFor(err: unknown): number {
   if (err instanceof CliError) return err.exitCode;
   if (err instanceof InvalidOptionError || err instanceof InvalidLockIdError) return EXIT.USAGE;
   if (err instanceof UnsafeLockFileError) return EXIT.NOINPUT;
+  if (err instanceof LockStoreError) return EXIT.UNAVAILABLE;
+  if (err instanceof LockKeyCollisionError) return EXIT.DATAERR;
   if (err instanceof LockFileError) {
     switch (err.errno) {
       case 'EMFILE':

@@ -23,7 +23,7 @@ export function status(root: string, id: string | undefined, json: boolean): Pro
     const result: LockStatus | LockStatus[] =
       id === undefined ? await manager.listLocks() : await manager.getLockStatus(id);
     if (json) print(JSON.stringify(result));
-    else if (Array.isArray(result) && result.length === 0) print(`no locks in ${root}`);
+    else if (Array.isArray(result) && result.length === 0) print(`no locks in ${manager.root}`);
     else print(statusTable(Array.isArray(result) ? result : [result]));
   });
 }
@@ -32,7 +32,7 @@ export function list(root: string, json: boolean): Promise<number> {
   return withManager(root, async (manager) => {
     const locks = await manager.listLocks();
     if (json) print(JSON.stringify(locks));
-    else if (locks.length === 0) print(`no locks in ${root}`);
+    else if (locks.length === 0) print(`no locks in ${manager.root}`);
     else
       print(
         table(

@@ -5,7 +5,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { LockType } from '../types.js';
 import { CliError, EXIT, exitCodeFor } from './exit.js';
 import { clean, list, status } from './inspect.js';
-import { resolveRoot } from './root.js';
+import { resolveStore } from './root.js';
 import { runLocked } from './run.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
@@ -13,7 +13,7 @@ const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.ur
 };
 
 const RUN_USAGE =
-  'locksmith run [-s|-x] [-w SECONDS | -n] [-E CODE] [--root DIR] [--user NAME] [--json] ID -- CMD [ARGS...]';
+  'locksmith [--store URL] run [-s|-x] [-w SECONDS | -n] [-E CODE] [--root DIR | --store URL] [--user NAME] [--json] ID -- CMD [ARGS...]';
 
 function usage(message: string): never {
   throw new CliError(
@@ -38,6 +38,11 @@ function exitCode(value: string): number {
 
 const rootOption = () =>
   new Option('--root <dir>', 'lock root (default: $LOCKSMITH_ROOT, else <tmpdir>/locksmith)');
+const storeOption = () =>
+  new Option(
+    '--store <url>',
+    'lock on a PostgreSQL server instead of a directory: postgres://user:pass@host/db (default: $LOCKSMITH_STORE)',
+  ).conflicts('root');
 
 function program(): Command {
   const cli = new Command('locksmith')
@@ -45,12 +50,15 @@ function program(): Command {
     .version(pkg.version, '-V, --version')
     .enablePositionalOptions()
     .exitOverride()
-    .configureOutput({ writeErr: () => {} });
+    .configureOutput({ writeErr: () => {} })
+    .addOption(storeOption());
+  const where = (o: { root?: string; store?: string }) =>
+    resolveStore(o, cli.opts<{ store?: string }>().store, process.env);
 
   cli
     .command('run')
     .usage(
-      '[-s|-x] [-w SECONDS | -n] [-E CODE] [--root DIR] [--user NAME] [--json] ID -- CMD [ARGS...]',
+      '[-s|-x] [-w SECONDS | -n] [-E CODE] [--root DIR | --store URL] [--user NAME] [--json] ID -- CMD [ARGS...]',
     )
     .description('run CMD while holding the lock ID (exclusive unless -s)')
     .argument('<id>', 'lock id')
@@ -64,6 +72,7 @@ function program(): Command {
     .option('-n, --no-wait', 'give up at once if the lock is held')
     .option('-E, --conflict-exit-code <code>', 'exit code when the lock is held', '1')
     .addOption(rootOption())
+    .addOption(storeOption())
     .option('--user <name>', 'name to show as the holder (default: your login name)')
     .option('--json', 'report a conflict as JSON on stderr')
     .passThroughOptions()
@@ -89,7 +98,7 @@ function program(): Command {
           type: o.shared ? LockType.SHARED : LockType.EXCLUSIVE,
           timeoutMs,
           conflictExitCode: exitCode(String(o.conflictExitCode)),
-          root: resolveRoot(o.root as string | undefined, process.env),
+          root: where(o as { root?: string; store?: string }),
           user: o.user as string | undefined,
           json: o.json === true,
         });
@@ -101,30 +110,35 @@ function program(): Command {
     .description('show who holds ID, or every lock')
     .argument('[id]', 'lock id')
     .addOption(rootOption())
+    .addOption(storeOption())
     .option('--json', 'print JSON')
     .exitOverride()
-    .action(async (id: string | undefined, o: { root?: string; json?: boolean }) => {
-      process.exitCode = await status(resolveRoot(o.root, process.env), id, o.json === true);
-    });
+    .action(
+      async (id: string | undefined, o: { root?: string; store?: string; json?: boolean }) => {
+        process.exitCode = await status(where(o), id, o.json === true);
+      },
+    );
 
   cli
     .command('list')
     .description('list every lock with its state')
     .addOption(rootOption())
+    .addOption(storeOption())
     .option('--json', 'print JSON')
     .exitOverride()
-    .action(async (o: { root?: string; json?: boolean }) => {
-      process.exitCode = await list(resolveRoot(o.root, process.env), o.json === true);
+    .action(async (o: { root?: string; store?: string; json?: boolean }) => {
+      process.exitCode = await list(where(o), o.json === true);
     });
 
   cli
     .command('clean')
     .description('remove lock files nobody holds')
     .addOption(rootOption())
+    .addOption(storeOption())
     .option('--json', 'print JSON')
     .exitOverride()
-    .action(async (o: { root?: string; json?: boolean }) => {
-      process.exitCode = await clean(resolveRoot(o.root, process.env), o.json === true);
+    .action(async (o: { root?: string; store?: string; json?: boolean }) => {
+      process.exitCode = await clean(where(o), o.json === true);
     });
   return cli;
 }

@@ -5,3 +5,17 @@ import { sharedRoot } from '../shared-root.js';
 export function resolveRoot(explicit: string | undefined, env: NodeJS.ProcessEnv): string {
   return explicit === undefined ? sharedRoot(env) : resolve(explicit);
 }
+
+/**
+ * Where locks live for a command: `--store URL` (or the program-wide one, or
+ * $LOCKSMITH_STORE) selects a PostgreSQL server; otherwise the root directory.
+ */
+export function resolveStore(
+  o: { root?: string | undefined; store?: string | undefined },
+  globalStore: string | undefined,
+  env: NodeJS.ProcessEnv,
+): string {
+  const store = o.store ?? globalStore ?? (env.LOCKSMITH_STORE || undefined);
+  if (store !== undefined && o.root === undefined) return store;
+  return resolveRoot(o.root, env);
+}

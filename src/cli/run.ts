@@ -139,6 +139,17 @@ function execute(
       stdio: ['inherit', 'inherit', 'inherit', ...handle[kDescriptors]()],
     });
     started(child);
+    // A remote lock can be lost while the command runs (its session ended): the command
+    // is no longer protected, so it is stopped, as a holder must stop its work.
+    const onLost = () => {
+      if (!handle.lost) return;
+      say(
+        `lock on '${o.id}' lost (${(handle.signal.reason as Error).message}); stopping the command`,
+      );
+      child.kill('SIGTERM');
+    };
+    handle.signal.addEventListener('abort', onLost, { once: true });
+    child.once('exit', () => handle.signal.removeEventListener('abort', onLost));
     child.once('error', (err: NodeJS.ErrnoException) => {
       const notFound = err.code === 'ENOENT';
       say(
