@@ -1,6 +1,7 @@
 /**
- * Faults from outside: metadata that cannot be written, records damaged on disk, holders
- * that leave without releasing. Each has one expected outcome: the lock still works or
+ * Faults from outside: the lock directory deleted or the root swapped under holders,
+ * metadata that cannot be written, records damaged on disk, holders that leave without
+ * releasing. Each has one expected outcome: the lock still works or
  * fails cleanly, never half-acquired, never granted twice, never left held.
  */
 import assert from 'node:assert/strict';
@@ -8,8 +9,12 @@ import {
   closeSync,
   existsSync,
   ftruncateSync,
+  mkdirSync,
   openSync,
   readdirSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
@@ -29,6 +34,64 @@ function recordsOf(root: string, id: string): string[] {
 }
 
 describe('faults', () => {
+  test('the lock directory deleted under a holder and a waiter: the holder is told it lost the lock, then the waiter gets it', async (t) => {
+    const root = tempRoot(t);
+    const holder = await HolderChild.start(t, root, { cleanupOnStart: false });
+    const waiter = await HolderChild.start(t, root, { cleanupOnStart: false });
+    await holder.request({ op: 'acquire', id: 'x', type: EXCLUSIVE });
+    const lost = holder.request({ op: 'lost', id: 'x' });
+    const waited = waiter.request({ op: 'acquire', id: 'x', type: EXCLUSIVE, timeout: 20_000 });
+    await waiter.request({ op: 'status', id: 'x' }); // the waiter's acquire has begun
+    rmSync(join(root, '.locks'), { recursive: true, force: true });
+    assert.deepEqual((await lost).value, { lost: true, code: 'ELOCKLOST' });
+    const granted = await waited;
+    assert.equal(granted.ok, true, JSON.stringify(granted));
+    assert.equal(
+      (await holder.request({ op: 'release', id: 'x' })).ok,
+      true,
+      'releasing a lost lock is harmless',
+    );
+    const m = new LockManager(root, { cleanupOnStart: false });
+    const status = await m.getLockStatus('x');
+    assert.deepEqual(
+      status.holders.map((h) => [h.pid, h.type]),
+      [[waiter.pid, EXCLUSIVE]],
+    );
+    assert.equal(await m.tryAcquire('x', SHARED), null);
+    await m.close();
+  });
+
+  test('the root swapped for a symlink to another directory: holders are told they lost their locks', async (t) => {
+    const base = tempRoot(t);
+    const root = join(base, 'root');
+    mkdirSync(root);
+    mkdirSync(join(base, 'elsewhere'));
+    const holder = await HolderChild.start(t, root, { cleanupOnStart: false });
+    await holder.request({ op: 'acquire', id: 'x', type: SHARED });
+    await holder.request({ op: 'acquire', id: 'y', type: EXCLUSIVE });
+    renameSync(root, join(base, 'old-root'));
+    symlinkSync(join(base, 'elsewhere'), root);
+    assert.deepEqual((await holder.request({ op: 'lost', id: 'x' })).value, {
+      lost: true,
+      code: 'ELOCKLOST',
+    });
+    assert.deepEqual((await holder.request({ op: 'lost', id: 'y' })).value, {
+      lost: true,
+      code: 'ELOCKLOST',
+    });
+    // Once the lost handle is released, the manager goes on with what the root names now.
+    await holder.request({ op: 'release', id: 'y' });
+    const again = await holder.request({
+      op: 'acquire',
+      id: 'y',
+      type: EXCLUSIVE,
+      tag: 'y2',
+      timeout: 0,
+    });
+    assert.equal(again.ok, true, JSON.stringify(again));
+    assert.ok(existsSync(join(base, 'elsewhere', '.locks', 'y.lock')));
+  });
+
   test('a holder whose record cannot be written (file-size limit) still holds the lock, shown from the kernel', async (t) => {
     const root = tempRoot(t);
     const child = await HolderChild.start(

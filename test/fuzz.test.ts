@@ -112,7 +112,7 @@ describe('fuzzing the library', () => {
     for (const s of await m.listLocks()) assert.equal(s.state, 'free', s.id);
     await m.close();
     for (const name of readdirSync(join(root, '.locks')))
-      assert.match(name, /\.(lock|gate|rwait|holders)$/, `unexpected file ${name}`);
+      assert.match(name, /\.(lock|gate|rwait|holders|token)$/, `unexpected file ${name}`);
   });
 
   test('any constructor arguments: a manager or InvalidOptionError', async (t) => {

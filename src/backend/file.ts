@@ -76,6 +76,10 @@ const MAX_BACKOFF_MS = 100;
 const MAX_COOLDOWN_MS = 2;
 /** Release notifications of one id are coalesced to one per this window (see notifyRelease). */
 const TOUCH_EVERY_MS = 1;
+/** How often held locks are checked to still be named by their paths (see #checkHeld). */
+const HELD_CHECK_MS = 1000;
+/** Held locks checked per round at most, so that 10 000 held ids cost little CPU. */
+const HELD_CHECK_BATCH = 1000;
 const TOKEN_OPEN =
   fsConstants.O_RDWR | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK | fsConstants.O_NOCTTY;
 
@@ -96,6 +100,10 @@ export class FileEngine implements Engine {
   /** Mode of directories we create: the root's own, so sharing follows the root. */
   dirMode = 0o777;
   readonly slots = new SlotCache();
+  onLost?: (locks: EngineLock[], cause: Error) => void;
+  /** Locks granted and not yet unlocked, oldest check first. */
+  readonly #held = new Set<FileLock>();
+  #heldTimer: NodeJS.Timeout | null = null;
 
   constructor(root: string, lockDir: string) {
     this.root = root;
@@ -260,6 +268,7 @@ export class FileEngine implements Engine {
 
   unlock(lock: EngineLock): void {
     const { slot } = lock as FileLock;
+    if (!this.#held.delete(lock as FileLock)) return; // lost already: its slot is closed
     slot.held = null;
     this.slots.held--;
     if (slot.inherited) {
@@ -548,7 +557,66 @@ export class FileEngine implements Engine {
   }
 
   close(): void {
+    if (this.#heldTimer !== null) clearInterval(this.#heldTimer);
+    this.#heldTimer = null;
+    this.#held.clear();
     this.slots.closeAll();
+  }
+
+  /** Called by an attempt once it is granted. */
+  track(lock: FileLock): void {
+    this.#held.add(lock);
+    if (this.#heldTimer === null) {
+      this.#heldTimer = setInterval(() => this.#checkHeld(), HELD_CHECK_MS);
+      this.#heldTimer.unref();
+    }
+  }
+
+  /**
+   * A held lock is only as good as its name: if someone deletes the lock file or the lock
+   * directory, or swaps the root for another directory, the next acquirer locks a new file
+   * and both believe they hold the id. Nothing can stop someone with the right to delete
+   * the file; so held locks are checked to still be named by their paths, and a lock that
+   * is not is given up and reported lost (handle.lost, handle.signal) within about a
+   * second, so that the work it protects can stop.
+   */
+  #checkHeld(): void {
+    if (this.#held.size === 0) {
+      if (this.#heldTimer !== null) clearInterval(this.#heldTimer);
+      this.#heldTimer = null;
+      return;
+    }
+    const lost: FileLock[] = [];
+    let checked = 0;
+    for (const lock of this.#held) {
+      if (checked++ >= HELD_CHECK_BATCH) break;
+      // Move to the back: the next round starts with the ones not checked in this one.
+      this.#held.delete(lock);
+      this.#held.add(lock);
+      const { slot } = lock;
+      if (slot.inherited || slot.main < 0) continue;
+      let named: boolean;
+      try {
+        named = stillNamed(slot.main, slot.key.lockPath);
+      } catch {
+        named = false; // the path cannot even be looked up (a directory made unsearchable)
+      }
+      if (!named) lost.push(lock);
+    }
+    for (const lock of lost) {
+      this.#held.delete(lock);
+      const { slot } = lock;
+      slot.held = null;
+      this.slots.held--;
+      this.slots.forget(slot);
+      slot.closeAll(); // lets go of the orphaned lock and withdraws the record with it
+      this.onLost?.(
+        [lock],
+        new Error(
+          `its lock file '${slot.key.lockPath}' was deleted or replaced by someone else while held`,
+        ),
+      );
+    }
   }
 }
 
@@ -650,7 +718,9 @@ class FileAttempt implements Attempt {
     this.#done = true;
     this.slot.held = this.mode;
     if (++this.engine.slots.held > HELD_COMPANION_LIMIT) this.slot.closeCompanions();
-    return new FileLock(this.slot.key.id, this.mode, this.slot);
+    const lock = new FileLock(this.slot.key.id, this.mode, this.slot);
+    this.engine.track(lock);
+    return lock;
   }
 
   #finish(): null {

@@ -111,7 +111,11 @@ export function check(
       }
       case 'kill':
         report.kills++;
-        kills.set(ev.p, [...(kills.get(ev.p) ?? []), BigInt(ev.ns)]);
+        {
+          const list = kills.get(ev.p);
+          if (list === undefined) kills.set(ev.p, [BigInt(ev.ns)]);
+          else list.push(BigInt(ev.ns));
+        }
         break;
       case 'timeout':
         report.timeouts++;
@@ -139,7 +143,11 @@ export function check(
   report.completedExclusive = report.exclusiveSections - report.killedInExclusive;
 
   const byId = new Map<string, Interval[]>();
-  for (const iv of intervals) byId.set(iv.id, [...(byId.get(iv.id) ?? []), iv]);
+  for (const iv of intervals) {
+    const list = byId.get(iv.id);
+    if (list === undefined) byId.set(iv.id, [iv]);
+    else list.push(iv);
+  }
   for (const [id, list] of byId) {
     list.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
     for (let i = 0; i < list.length; i++) {
