@@ -49,6 +49,10 @@ const TOOLS = {
     env: { BENCH_COLD: '1' },
   },
   flock1: { label: 'util-linux flock(1)' },
+  floor: {
+    label: 'Node fs.watch wake-up alone, no lock (floor)',
+    cmd: (...a) => [process.execPath, [NODE_WORKER, 'watch-floor', ...a]],
+  },
   pl: {
     label: 'proper-lockfile',
     cmd: (...a) => [process.execPath, [NODE_WORKER, 'proper-lockfile', ...a]],
@@ -372,7 +376,7 @@ console.log(`machine: ${machine()}`);
 const results = {};
 const plan = {
   s1: () => s1(extra([...base, 'flock1', 'pl', 'py'])),
-  s2: () => s2(extra([...base, 'pl', 'py'])),
+  s2: () => s2(extra([...base, 'floor', 'pl', 'py'])),
   s3: () => s3(extra([...base, 'cold', 'flock1', 'pl', 'py'])),
   s4: () => s4(['c', 'locksmith']),
   s5: () => s5(extra([...base, 'pl', 'py'])),

@@ -1,6 +1,15 @@
 // Bench worker for the Node lock libraries: locksmith (metadata on/off) and proper-lockfile.
 // Same modes and line protocol as ref.c: node.mjs TOOL MODE PATH [ARGS...]
-import { closeSync, constants, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  ftruncateSync,
+  openSync,
+  readSync,
+  utimesSync,
+  watch,
+  writeSync,
+} from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -80,6 +89,30 @@ switch (mode) {
     break;
   }
   case 'handoff': {
+    if (tool === 'watch-floor') {
+      // No lock at all: how long an idle Node process takes to run JavaScript after another
+      // process touches a file it watches (inotify). Any event-driven Node waiter pays this.
+      closeSync(openSync(path, 'a'));
+      for (let cmd = await next(); cmd !== undefined; cmd = await next()) {
+        if (cmd === 'hold') say('held');
+        else if (cmd === 'release') {
+          const t = ns();
+          utimesSync(path, new Date(), new Date());
+          say(t);
+        } else if (cmd === 'wait') {
+          await new Promise((resolve) => {
+            const w = watch(dirname(path), () => {
+              const t = ns();
+              w.close();
+              say(t);
+              resolve();
+            });
+            say('waiting');
+          });
+        }
+      }
+      break;
+    }
     let held = null;
     for (let cmd = await next(); cmd !== undefined; cmd = await next()) {
       if (cmd === 'hold') {
