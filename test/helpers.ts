@@ -12,7 +12,13 @@ export const NOBODY = { uid: 65534, gid: 65534 };
 
 const leftovers = new Set<string>();
 process.on('exit', () => {
-  for (const dir of leftovers) rmSync(dir, { recursive: true, force: true });
+  for (const dir of leftovers) {
+    try {
+      rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 20 });
+    } catch {
+      // nothing left to do at exit; the OS cleans its temp dir
+    }
+  }
 });
 
 /** A fresh directory removed when the test ends; `shared` makes it world-writable (1777). */
