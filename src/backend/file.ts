@@ -326,11 +326,18 @@ export class FileEngine implements Engine {
   #readToken(slot: Slot): number {
     const { tokenPath } = slot.key;
     if (slot.tokenFd < 0) {
+      // Ids only ever locked shared have no counter: look without the cost of an exception.
+      if (slot.tokenAbsent && statSync(tokenPath, { throwIfNoEntry: false }) === undefined)
+        return 0;
       try {
         slot.tokenFd = openSync(tokenPath, TOKEN_OPEN);
+        slot.tokenAbsent = false;
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'ENOENT') return 0; // no exclusive grant yet; made on the first one
+        if (code === 'ENOENT') {
+          slot.tokenAbsent = true;
+          return 0; // no exclusive grant yet; made on the first one
+        }
         if (code !== 'EACCES' && code !== 'EPERM') return -1;
         try {
           // Another user's file we may only read: shared grants still get the value.
