@@ -13,7 +13,7 @@ const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.ur
 };
 
 const RUN_USAGE =
-  'locksmith [--store URL] run [-s|-x] [-w SECONDS | -n] [-E CODE] [--root DIR | --store URL] [--user NAME] [--json] ID -- CMD [ARGS...]';
+  'locksmith run [-s|-x] [-w SECONDS | -n] [-E CODE] [--root DIR | --store URL] [--user NAME] [--json] ID -- CMD [ARGS...]';
 
 function usage(message: string): never {
   throw new CliError(
