@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { describe, type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import {
   channels,
   InvalidOptionError,
@@ -18,7 +19,7 @@ import {
   LockType,
 } from 'locksmith';
 import { locksmith, startHolding } from './cli-helpers.js';
-import { exitOf, HolderChild } from './helpers.js';
+import { exitOf, HolderChild, run } from './helpers.js';
 import {
   advisoryKey,
   advisoryLocks,
@@ -300,6 +301,34 @@ describe('PostgreSQL engine: status and errors', () => {
       () => new LockManager(pg.url, { namespace: 7 as unknown as string }),
       InvalidOptionError,
     );
+  });
+});
+
+describe('PostgreSQL engine: resources', () => {
+  test('after close, no connection, timer or wait keeps the process alive', async (t) => {
+    const { namespace, child } = setup(t);
+    const holder = await child();
+    await holder.request({ op: 'acquire', id: 'busy', type: EXCLUSIVE });
+    // A process that waits (and gives up), holds, releases and closes must exit by itself.
+    const script = `
+      import { LockManager } from 'locksmith';
+      const m = new LockManager(process.argv[1], { namespace: process.argv[2] });
+      await m.acquire('busy', 'exclusive', { timeout: 200 }).catch((e) => console.log(e.code));
+      const h = await m.acquire('free', 'exclusive');
+      await h.release();
+      await m.close();
+      console.log('closed');`;
+    const started = performance.now();
+    const r = await run(
+      process.execPath,
+      ['--input-type=module', '-e', script, pg.url, namespace],
+      {
+        cwd: fileURLToPath(new URL('../..', import.meta.url)),
+      },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdout.trim().split('\n'), ['ELOCKTIMEOUT', 'closed']);
+    assert.ok(performance.now() - started < 5000, 'the process lingered after close');
   });
 });
 
