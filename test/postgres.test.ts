@@ -324,6 +324,7 @@ describe('PostgreSQL engine: resources', () => {
       ['--input-type=module', '-e', script, pg.url, namespace],
       {
         cwd: fileURLToPath(new URL('../..', import.meta.url)),
+        timeout: 10_000, // SIGTERM if it hangs on
       },
     );
     assert.equal(r.code, 0, r.stderr);
