@@ -334,6 +334,10 @@ export class PostgresEngine implements Engine {
    * (the first exclusive grant under it is the usual reason it was taken); for a shared one
    * the current value is read. Both run while the advisory lock is held, so they see the
    * counter as the last exclusive holder left it. If they fail, the lock is let go.
+   *
+   * Every query about a held lock (tokens, holder rows) runs on the session that holds it:
+   * if that session has ended, the query fails instead of issuing a token, or writing a
+   * row, for a lock the server has already given to someone else.
    */
   async granted(session: Session, id: string, key: string, mode: LockType): Promise<PgLock> {
     const lock = new PgLock(id, mode, key, session);
@@ -344,7 +348,7 @@ export class PostgresEngine implements Engine {
         lock.current = lock.spare;
       } else {
         const rows = await this.#query<{ token: string }>(
-          null,
+          session,
           `SELECT token::text AS token FROM ${KEYS_TABLE} WHERE namespace = $1 AND key = $2`,
           [this.namespace, key],
           'cannot read the fencing token',
@@ -361,7 +365,7 @@ export class PostgresEngine implements Engine {
 
   async #nextToken(lock: PgLock): Promise<number> {
     const rows = await this.#query<{ token: string; id: string }>(
-      null,
+      lock.session,
       `UPDATE ${KEYS_TABLE} SET token = token + 1 WHERE namespace = $1 AND key = $2 RETURNING token::text AS token, id`,
       [this.namespace, lock.key],
       'cannot issue a fencing token',
@@ -476,7 +480,7 @@ export class PostgresEngine implements Engine {
     const params: unknown[] = [this.namespace, l.key, l.session.pid, l.session.started];
     if (holders.length === 0) {
       await this.#query(
-        null,
+        l.session,
         `DELETE FROM ${HOLDERS_TABLE} WHERE namespace = $1 AND key = $2 AND backend_pid = $3 AND backend_start = $4`,
         params,
         'cannot withdraw the holder record',
@@ -493,7 +497,7 @@ export class PostgresEngine implements Engine {
       token: h.token ?? null,
     }));
     await this.#query(
-      null,
+      l.session,
       `WITH gone AS (
          DELETE FROM ${HOLDERS_TABLE} WHERE namespace = $1 AND key = $2 AND backend_pid = $3 AND backend_start = $4)
        INSERT INTO ${HOLDERS_TABLE}
