@@ -102,6 +102,8 @@ class Session {
 class PgLock implements EngineLock {
   /** The token issued with the engine grant, for the first exclusive grant under it. */
   spare: number | null = null;
+  /** The holder rows are to go: done by the unlock, in the same statement, if no rows come first. */
+  withdraw = false;
   /** The current token value (last exclusive grant). */
   current = 0;
 
@@ -402,7 +404,17 @@ export class PostgresEngine implements Engine {
     if (!session.held.delete(l) || session.dead) return; // lost: the server let go already
     const fn = l.mode === LockType.SHARED ? 'pg_advisory_unlock_shared' : 'pg_advisory_unlock';
     try {
-      await session.query(`SELECT ${fn}($1)`, [l.key]);
+      if (l.withdraw) {
+        // One round trip: the rows go in the same statement that lets go of the lock, so
+        // status never sees the lock held without them, nor them without the lock.
+        await session.query(
+          `WITH gone AS (DELETE FROM ${HOLDERS_TABLE} WHERE namespace = $2 AND key = $1 AND backend_pid = pg_backend_pid() AND backend_start = $3)
+           SELECT ${fn}($1)`,
+          [l.key, this.namespace, session.started],
+        );
+      } else {
+        await session.query(`SELECT ${fn}($1)`, [l.key]);
+      }
     } catch (err) {
       // A session in doubt holds nothing for long: ending it releases whatever it has.
       this.#discard(session);
@@ -478,6 +490,12 @@ export class PostgresEngine implements Engine {
     const l = lock as PgLock;
     if (l.session.dead) return;
     const params: unknown[] = [this.namespace, l.key, l.session.pid, l.session.started];
+    l.withdraw = holders.length === 0;
+    if (holders.length === 0 && l.session.held.has(l)) {
+      // Still held: the manager either unlocks next (which withdraws the rows with it) or
+      // grants again (whose rows replace these). A released lock's rows go at once.
+      return;
+    }
     if (holders.length === 0) {
       await this.#query(
         l.session,
