@@ -97,6 +97,7 @@ export class FileEngine implements Engine {
   /** Mode of directories we create: the root's own, so sharing follows the root. */
   dirMode = 0o777;
   readonly slots = new SlotCache();
+  readonly tokensOnDemand = true;
 
   constructor(root: string, lockDir: string) {
     this.root = root;
@@ -304,9 +305,10 @@ export class FileEngine implements Engine {
   /**
    * Fencing tokens. Invariant: the counter file changes only under the exclusive lock of
    * its id, so a holder of the lock (either mode) may read it once per engine lock and keep
-   * it in memory; every exclusive grant (including hand-offs inside this manager, which
-   * never leave the engine lock) adds one and writes it back with one pwrite before the
-   * grant is visible. The value only grows, so the write never needs a truncate.
+   * it in memory; every exclusive token issued (including to hand-offs inside this manager,
+   * which never leave the engine lock) adds one and writes it back with one pwrite before
+   * the caller sees it. The value only grows, so the write never needs a truncate. Called
+   * when a handle's token is first read (tokensOnDemand), always while it is held.
    */
   token(lock: EngineLock, type: LockType): number {
     const l = lock as FileLock;
