@@ -389,6 +389,31 @@ describe('PostgreSQL engine: command line', () => {
     assert.match(stderr, /lock on 'cli-lost' lost/);
   });
 
+  test("--namespace (or LOCKSMITH_NAMESPACE) puts the command line in the library's namespace", async (t) => {
+    const { namespace, make } = setup(t);
+    const h = await make().acquire('ns-job', EXCLUSIVE, { user: 'lib' });
+    const inside = await locksmith([
+      '--store',
+      pg.url,
+      '--namespace',
+      namespace,
+      'run',
+      '-n',
+      'ns-job',
+      '--',
+      'true',
+    ]);
+    assert.equal(inside.code, 1);
+    assert.match(inside.stderr, /lib/);
+    const viaEnv = await locksmith(['status', 'ns-job', '--json'], {
+      env: { ...process.env, LOCKSMITH_STORE: pg.url, LOCKSMITH_NAMESPACE: namespace },
+    });
+    assert.equal((JSON.parse(viaEnv.stdout) as { state: string }).state, 'exclusive');
+    const elsewhere = await locksmith(['--store', pg.url, 'run', '-n', 'ns-job', '--', 'true']);
+    assert.equal(elsewhere.code, 0, 'the default namespace is another lock');
+    await h.release();
+  });
+
   test('an unreachable store exits 69 (EX_UNAVAILABLE) naming the host, not the password', async () => {
     const r = await locksmith([
       'run',
