@@ -17,6 +17,10 @@ const only = process.argv
   .find((a) => a.startsWith('--only='))
   ?.slice(7)
   .split(','); // e.g. --only=s3, no report file
+const toolsOnly = process.argv
+  .find((a) => a.startsWith('--tools='))
+  ?.slice(8)
+  .split(','); // e.g. --tools=c,pg, with --only
 
 // ---- tools ------------------------------------------------------------------------
 function prepare() {
@@ -47,6 +51,11 @@ const TOOLS = {
     label: 'locksmith, cold start (no warm-up)',
     cmd: (...a) => [process.execPath, [NODE_WORKER, 'locksmith', ...a]],
     env: { BENCH_COLD: '1' },
+  },
+  pg: {
+    label: 'locksmith, PostgreSQL (loopback)',
+    cmd: (...a) => [process.execPath, [NODE_WORKER, 'locksmith-pg', ...a]],
+    env: {}, // BENCH_PG_URL, once the server runs
   },
   flock1: { label: 'util-linux flock(1)' },
   floor: {
@@ -113,7 +122,7 @@ function percentile(xs, p) {
 
 // ---- scenarios ----------------------------------------------------------------------
 async function s1(tools) {
-  const counts = { c: 200_000, locksmith: 100_000, bare: 100_000, pl: 1000, py: 20_000 };
+  const counts = { c: 200_000, locksmith: 100_000, bare: 100_000, pg: 5000, pl: 1000, py: 20_000 };
   const out = {};
   for (const tool of tools) {
     const f = freshRoot();
@@ -136,7 +145,7 @@ async function s1(tools) {
 async function s2(tools) {
   const out = {};
   for (const tool of tools) {
-    const rounds = quick ? 20 : tool === 'pl' || tool === 'py' ? 40 : 1000;
+    const rounds = quick ? 20 : tool === 'pl' || tool === 'py' ? 40 : tool === 'pg' ? 300 : 1000;
     const f = freshRoot();
     const holder = new Worker(tool, ['handoff', f.path]);
     const waiter = new Worker(tool, ['handoff', f.path]);
@@ -371,14 +380,28 @@ function report(r, have) {
 const have = prepare();
 const base = ['c', 'locksmith', 'bare'];
 const extra = (list) =>
-  list.filter((t) => (t === 'py' ? have.filelock : t === 'flock1' ? have.flock1 : true));
+  list.filter(
+    (t) =>
+      (toolsOnly === undefined || toolsOnly.includes(t)) &&
+      (t === 'py' ? have.filelock : t === 'flock1' ? have.flock1 : t === 'pg' ? pgServer : true),
+  );
+// A throwaway PostgreSQL server on a free loopback port, as the tests start it
+// (test/pg-server.ts; skipped when no server binaries are installed).
+let pgServer = null;
+try {
+  const { startPostgres } = await import('../.test-build/test/pg-server.js');
+  pgServer = await startPostgres();
+  TOOLS.pg.env = { BENCH_PG_URL: pgServer.url };
+} catch (err) {
+  console.log(`no PostgreSQL rows: ${err.message}`);
+}
 console.log(`machine: ${machine()}`);
 const results = {};
 const plan = {
-  s1: () => s1(extra([...base, 'flock1', 'pl', 'py'])),
-  s2: () => s2(extra([...base, 'floor', 'pl', 'py'])),
-  s3: () => s3(extra([...base, 'cold', 'flock1', 'pl', 'py'])),
-  s4: () => s4(['c', 'locksmith']),
+  s1: () => s1(extra([...base, 'pg', 'flock1', 'pl', 'py'])),
+  s2: () => s2(extra([...base, 'pg', 'floor', 'pl', 'py'])),
+  s3: () => s3(extra([...base, 'cold', 'pg', 'flock1', 'pl', 'py'])),
+  s4: () => s4(extra(['c', 'locksmith', 'pg'])),
   s5: () => s5(extra([...base, 'pl', 'py'])),
 };
 for (const [name, run] of Object.entries(plan)) {
@@ -386,6 +409,7 @@ for (const [name, run] of Object.entries(plan)) {
   results[name] = await run();
   console.log(`${name.toUpperCase()} done`);
 }
+await pgServer?.stop();
 if (only !== undefined) {
   console.log(JSON.stringify(results, null, 1));
   process.exit(0);
@@ -393,7 +417,7 @@ if (only !== undefined) {
 const { text, ok } = report(results, have);
 console.log(`\n${text}\n`);
 if (!quick) {
-  const doc = `# Benchmarks\n\nMeasured by \`npm run bench\` (bench/run.mjs) in one run, every tool side by side; ratios are to the C program doing the same with flock(2) directly (compiled at bench time). Tools that share locksmith's file format (C, flock(1)) use the very same lock file; proper-lockfile and Python filelock use their own files next to it.\n\n- Machine: ${machine()}\n- Date: ${new Date().toISOString().slice(0, 10)}\n- proper-lockfile ${JSON.parse(readFileSync(join(HERE, '..', 'node_modules', 'proper-lockfile', 'package.json'), 'utf8')).version} waits with a 25 ms retry interval (its default is not to wait; \`retries: N\` alone waits 1 s and then doubles). Python filelock ${have.filelock ? spawnSync(PYTHON, ['-c', 'import filelock; print(filelock.__version__)']).stdout.toString().trim() : 'not available'} polls every 50 ms, its default.\n- S3 measures steady state: before the clock starts, every Node and Python worker does 3000 unmeasured lock/increment cycles on a scratch lock and counter (the C program needs no warm-up); the cold-start row is locksmith without it, JIT compilation included.\n- S4 runs the plain-flock case once (each starved attempt costs 10 s), locksmith 10 times.\n\n${text}\n`;
+  const doc = `# Benchmarks\n\nMeasured by \`npm run bench\` (bench/run.mjs) in one run, every tool side by side; ratios are to the C program doing the same with flock(2) directly (compiled at bench time). Tools that share locksmith's file format (C, flock(1)) use the very same lock file; proper-lockfile and Python filelock use their own files next to it.\n\n- Machine: ${machine()}\n- Date: ${new Date().toISOString().slice(0, 10)}\n- proper-lockfile ${JSON.parse(readFileSync(join(HERE, '..', 'node_modules', 'proper-lockfile', 'package.json'), 'utf8')).version} waits with a 25 ms retry interval (its default is not to wait; \`retries: N\` alone waits 1 s and then doubles). Python filelock ${have.filelock ? spawnSync(PYTHON, ['-c', 'import filelock; print(filelock.__version__)']).stdout.toString().trim() : 'not available'} polls every 50 ms, its default.\n- S3 measures steady state: before the clock starts, every Node and Python worker does 3000 unmeasured lock/increment cycles on a scratch lock and counter (the C program needs no warm-up); the cold-start row is locksmith without it, JIT compilation included.\n- S4 runs the plain-flock case once (each starved attempt costs 10 s), locksmith 10 times.\n- The PostgreSQL rows run locksmith's PostgreSQL engine against a throwaway local server (test/pg-server.ts: fsync off, TCP over loopback, metadata on), with the same workers and protocol; they measure the engine and round trips, not a networked deployment.\n\n${text}\n`;
   writeFileSync(
     join(HERE, '..', 'BENCHMARKS.md'),
     `${doc}\n${readFileSync(join(HERE, 'notes.md'), 'utf8')}`,

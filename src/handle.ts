@@ -21,6 +21,8 @@ export class LockHandle implements AsyncDisposable {
   #release: (() => Promise<void>) | null;
   readonly #descriptors: () => number[];
   #token = 0;
+  /** Issues the token on first read, for engines whose tokens cost a write (files). */
+  #tokenOnDemand: (() => number) | null = null;
   #lost = false;
   #controller: AbortController | null = null;
 
@@ -48,8 +50,18 @@ export class LockHandle implements AsyncDisposable {
    * lost its lock (paused, partitioned) cannot then overwrite its successor's work.
    * 0 also when the engine cannot store a counter (a read-only lock directory).
    * A JavaScript number: exact up to 2^53.
+   *
+   * The file engine issues it when it is first read, which must be while the lock is held
+   * (a handle released without its token having been read reports 0): an uncontended
+   * lock whose token nobody wants then costs no counter write. Tokens read are still
+   * strictly increasing in grant order, since each is issued under the lock.
    */
   get token(): number {
+    const issue = this.#tokenOnDemand;
+    if (issue !== null) {
+      this.#tokenOnDemand = null;
+      if (!this.released) this.#token = issue();
+    }
     return this.#token;
   }
 
@@ -72,8 +84,9 @@ export class LockHandle implements AsyncDisposable {
   }
 
   /** @internal */
-  [kSetToken](token: number): void {
-    this.#token = token;
+  [kSetToken](token: number | (() => number)): void {
+    if (typeof token === 'number') this.#token = token;
+    else this.#tokenOnDemand = token;
   }
 
   /** @internal */

@@ -165,7 +165,9 @@ export class LockManager implements AsyncDisposable {
     const outer = this.#context.getStore()?.get(id);
     if (outer !== undefined && !outer.released) {
       if (outer.type === LockType.EXCLUSIVE || type === LockType.SHARED) {
-        return new LockHandle(id, type, true, () => RESOLVED);
+        const nested = new LockHandle(id, type, true, () => RESOLVED);
+        nested[kSetToken](() => outer.token); // the grant it rides on
+        return nested;
       }
       throw new LockUpgradeError(id);
     }
@@ -464,6 +466,16 @@ export class LockManager implements AsyncDisposable {
       state.recordDirty = true;
     }
     this.#handles.add(handle);
+    if (this.#engine.tokensOnDemand) {
+      // Issued on first read, under the lock (see LockHandle.token): free when unread.
+      handle[kSetToken](() => {
+        const t = this.#engine.token(lock, type) as number;
+        if (facts !== undefined) this.#recordToken(state, facts, t);
+        return t;
+      });
+      ready.push(() => this.#handOver(state, waiter, handle, waitedMs));
+      return;
+    }
     let token: number | Promise<number>;
     try {
       token = this.#engine.token(lock, type);
@@ -500,11 +512,11 @@ export class LockManager implements AsyncDisposable {
   }
 
   #handOver(state: IdState, waiter: Waiter, handle: LockHandle, waitedMs: number): void {
-    const { type, token } = handle;
+    const { type } = handle;
     if (this.#log.debugEnabled)
-      this.#log.debug({ id: state.id, type, waitedMs, token }, 'lock granted');
+      this.#log.debug({ id: state.id, type, waitedMs, token: handle.token }, 'lock granted');
     if (channels.acquire.hasSubscribers)
-      channels.acquire.publish({ id: state.id, type, waitedMs, token });
+      channels.acquire.publish({ id: state.id, type, waitedMs, token: handle.token });
     waiter.resolve(handle);
   }
 

@@ -306,6 +306,8 @@ export function contract(name: string, target: ContractTarget): void {
       for (let round = 0; round < 3; round++) {
         const a = await m.acquire('fence', EXCLUSIVE);
         tokens.push(a.token);
+        // Status shows it with the holder, for whoever must decide which write is newer.
+        if (round === 0) assert.equal((await m.getLockStatus('fence')).holders[0]?.token, a.token);
         // An in-memory hand-off: the engine lock is never let go in between.
         const next = m.acquire('fence', EXCLUSIVE);
         await a.release();
@@ -329,6 +331,25 @@ export function contract(name: string, target: ContractTarget): void {
       const other1 = await m.acquire('fence-2', EXCLUSIVE);
       assert.equal(other1.token, 1);
       await other1.release();
+    });
+
+    test('cleanup keeps the fencing counter: tokens keep increasing after it', async (t) => {
+      const { make } = setup(t);
+      const m = make();
+      const first = await m.acquire('kept', EXCLUSIVE);
+      const before = first.token;
+      await first.release();
+      const result = await m.cleanupStaleLocks();
+      assert.ok(!result.active.includes('kept'));
+      const again = await m.acquire('kept', EXCLUSIVE);
+      assert.ok(again.token > before, `token ${again.token} after ${before}`);
+      await again.release();
+      // A nested grant rides on the outer one and reports its token.
+      await m.withLock('kept', EXCLUSIVE, async (outer) => {
+        await m.withLock('kept', SHARED, async (inner) => {
+          assert.equal(inner.token, outer.token);
+        });
+      });
     });
 
     test('close releases every lock, rejects waiters and fires the signal of held handles', async (t) => {

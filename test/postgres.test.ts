@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { describe, type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import {
   channels,
   InvalidOptionError,
@@ -18,7 +19,7 @@ import {
   LockType,
 } from 'locksmith';
 import { locksmith, startHolding } from './cli-helpers.js';
-import { exitOf, HolderChild } from './helpers.js';
+import { exitOf, HolderChild, run } from './helpers.js';
 import {
   advisoryKey,
   advisoryLocks,
@@ -303,6 +304,35 @@ describe('PostgreSQL engine: status and errors', () => {
   });
 });
 
+describe('PostgreSQL engine: resources', () => {
+  test('after close, no connection, timer or wait keeps the process alive', async (t) => {
+    const { namespace, child } = setup(t);
+    const holder = await child();
+    await holder.request({ op: 'acquire', id: 'busy', type: EXCLUSIVE });
+    // A process that waits (and gives up), holds, releases and closes must exit by itself.
+    const script = `
+      import { LockManager } from 'locksmith';
+      const m = new LockManager(process.argv[1], { namespace: process.argv[2] });
+      await m.acquire('busy', 'exclusive', { timeout: 200 }).catch((e) => console.log(e.code));
+      const h = await m.acquire('free', 'exclusive');
+      await h.release();
+      await m.close();
+      console.log('closed');`;
+    const started = performance.now();
+    const r = await run(
+      process.execPath,
+      ['--input-type=module', '-e', script, pg.url, namespace],
+      {
+        cwd: fileURLToPath(new URL('../..', import.meta.url)),
+        timeout: 10_000, // SIGTERM if it hangs on
+      },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdout.trim().split('\n'), ['ELOCKTIMEOUT', 'closed']);
+    assert.ok(performance.now() - started < 5000, 'the process lingered after close');
+  });
+});
+
 describe('PostgreSQL engine: command line', () => {
   test('locksmith --store runs a command under the lock; status, a conflicting run and LOCKSMITH_STORE see it', async (t) => {
     const holding = await startHolding(t, [
@@ -357,6 +387,31 @@ describe('PostgreSQL engine: command line', () => {
     await sql(pg.url, 'SELECT pg_terminate_backend($1)', [row?.pid]);
     assert.equal(await exitOf(holding), 128 + 15);
     assert.match(stderr, /lock on 'cli-lost' lost/);
+  });
+
+  test("--namespace (or LOCKSMITH_NAMESPACE) puts the command line in the library's namespace", async (t) => {
+    const { namespace, make } = setup(t);
+    const h = await make().acquire('ns-job', EXCLUSIVE, { user: 'lib' });
+    const inside = await locksmith([
+      '--store',
+      pg.url,
+      '--namespace',
+      namespace,
+      'run',
+      '-n',
+      'ns-job',
+      '--',
+      'true',
+    ]);
+    assert.equal(inside.code, 1);
+    assert.match(inside.stderr, /lib/);
+    const viaEnv = await locksmith(['status', 'ns-job', '--json'], {
+      env: { ...process.env, LOCKSMITH_STORE: pg.url, LOCKSMITH_NAMESPACE: namespace },
+    });
+    assert.equal((JSON.parse(viaEnv.stdout) as { state: string }).state, 'exclusive');
+    const elsewhere = await locksmith(['--store', pg.url, 'run', '-n', 'ns-job', '--', 'true']);
+    assert.equal(elsewhere.code, 0, 'the default namespace is another lock');
+    await h.release();
   });
 
   test('an unreachable store exits 69 (EX_UNAVAILABLE) naming the host, not the password', async () => {

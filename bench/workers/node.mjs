@@ -1,4 +1,5 @@
-// Bench worker for the Node lock libraries: locksmith (metadata on/off) and proper-lockfile.
+// Bench worker for the Node lock libraries: locksmith (metadata on/off, file or PostgreSQL
+// engine) and proper-lockfile.
 // Same modes and line protocol as ref.c: node.mjs TOOL MODE PATH [ARGS...]
 import {
   closeSync,
@@ -41,9 +42,11 @@ function locker(file = path) {
       }
     };
   }
-  const manager = new LockManager(dirname(dirname(path)), {
+  // locksmith-pg: the same id on the PostgreSQL server at $BENCH_PG_URL (loopback).
+  const store = tool === 'locksmith-pg' ? process.env.BENCH_PG_URL : dirname(dirname(path));
+  const manager = new LockManager(store, {
     cleanupOnStart: false,
-    metadata: tool === 'locksmith',
+    metadata: tool !== 'locksmith-bare',
   });
   const id = basename(path, '.lock');
   return async (exclusive, timeoutMs) => {

@@ -48,6 +48,11 @@ export interface Engine {
    */
   token(lock: EngineLock, type: LockType): MaybePromise<number>;
   /**
+   * True when `token` is synchronous and may be deferred to the first read of the
+   * handle's token (while it is held): the file engine, where issuing one is a write.
+   */
+  readonly tokensOnDemand?: boolean;
+  /**
    * Set by the manager: the engine calls it when locks it held are gone without an unlock
    * (the session holding them ended). The manager then marks their handles lost.
    */

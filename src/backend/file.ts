@@ -104,6 +104,7 @@ export class FileEngine implements Engine {
   /** Locks granted and not yet unlocked, oldest check first. */
   readonly #held = new Set<FileLock>();
   #heldTimer: NodeJS.Timeout | null = null;
+  readonly tokensOnDemand = true;
 
   constructor(root: string, lockDir: string) {
     this.root = root;
@@ -312,9 +313,10 @@ export class FileEngine implements Engine {
   /**
    * Fencing tokens. Invariant: the counter file changes only under the exclusive lock of
    * its id, so a holder of the lock (either mode) may read it once per engine lock and keep
-   * it in memory; every exclusive grant (including hand-offs inside this manager, which
-   * never leave the engine lock) adds one and writes it back with one pwrite before the
-   * grant is visible. The value only grows, so the write never needs a truncate.
+   * it in memory; every exclusive token issued (including to hand-offs inside this manager,
+   * which never leave the engine lock) adds one and writes it back with one pwrite before
+   * the caller sees it. The value only grows, so the write never needs a truncate. Called
+   * when a handle's token is first read (tokensOnDemand), always while it is held.
    */
   token(lock: EngineLock, type: LockType): number {
     const l = lock as FileLock;
@@ -334,11 +336,18 @@ export class FileEngine implements Engine {
   #readToken(slot: Slot): number {
     const { tokenPath } = slot.key;
     if (slot.tokenFd < 0) {
+      // Ids only ever locked shared have no counter: look without the cost of an exception.
+      if (slot.tokenAbsent && statSync(tokenPath, { throwIfNoEntry: false }) === undefined)
+        return 0;
       try {
         slot.tokenFd = openSync(tokenPath, TOKEN_OPEN);
+        slot.tokenAbsent = false;
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'ENOENT') return 0; // no exclusive grant yet; made on the first one
+        if (code === 'ENOENT') {
+          slot.tokenAbsent = true;
+          return 0; // no exclusive grant yet; made on the first one
+        }
         if (code !== 'EACCES' && code !== 'EPERM') return -1;
         try {
           // Another user's file we may only read: shared grants still get the value.

@@ -102,6 +102,8 @@ class Session {
 class PgLock implements EngineLock {
   /** The token issued with the engine grant, for the first exclusive grant under it. */
   spare: number | null = null;
+  /** The holder rows are to go: done by the unlock, in the same statement, if no rows come first. */
+  withdraw = false;
   /** The current token value (last exclusive grant). */
   current = 0;
 
@@ -334,6 +336,10 @@ export class PostgresEngine implements Engine {
    * (the first exclusive grant under it is the usual reason it was taken); for a shared one
    * the current value is read. Both run while the advisory lock is held, so they see the
    * counter as the last exclusive holder left it. If they fail, the lock is let go.
+   *
+   * Every query about a held lock (tokens, holder rows) runs on the session that holds it:
+   * if that session has ended, the query fails instead of issuing a token, or writing a
+   * row, for a lock the server has already given to someone else.
    */
   async granted(session: Session, id: string, key: string, mode: LockType): Promise<PgLock> {
     const lock = new PgLock(id, mode, key, session);
@@ -344,7 +350,7 @@ export class PostgresEngine implements Engine {
         lock.current = lock.spare;
       } else {
         const rows = await this.#query<{ token: string }>(
-          null,
+          session,
           `SELECT token::text AS token FROM ${KEYS_TABLE} WHERE namespace = $1 AND key = $2`,
           [this.namespace, key],
           'cannot read the fencing token',
@@ -361,7 +367,7 @@ export class PostgresEngine implements Engine {
 
   async #nextToken(lock: PgLock): Promise<number> {
     const rows = await this.#query<{ token: string; id: string }>(
-      null,
+      lock.session,
       `UPDATE ${KEYS_TABLE} SET token = token + 1 WHERE namespace = $1 AND key = $2 RETURNING token::text AS token, id`,
       [this.namespace, lock.key],
       'cannot issue a fencing token',
@@ -398,7 +404,17 @@ export class PostgresEngine implements Engine {
     if (!session.held.delete(l) || session.dead) return; // lost: the server let go already
     const fn = l.mode === LockType.SHARED ? 'pg_advisory_unlock_shared' : 'pg_advisory_unlock';
     try {
-      await session.query(`SELECT ${fn}($1)`, [l.key]);
+      if (l.withdraw) {
+        // One round trip: the rows go in the same statement that lets go of the lock, so
+        // status never sees the lock held without them, nor them without the lock.
+        await session.query(
+          `WITH gone AS (DELETE FROM ${HOLDERS_TABLE} WHERE namespace = $2 AND key = $1 AND backend_pid = pg_backend_pid() AND backend_start = $3)
+           SELECT ${fn}($1)`,
+          [l.key, this.namespace, session.started],
+        );
+      } else {
+        await session.query(`SELECT ${fn}($1)`, [l.key]);
+      }
     } catch (err) {
       // A session in doubt holds nothing for long: ending it releases whatever it has.
       this.#discard(session);
@@ -474,9 +490,15 @@ export class PostgresEngine implements Engine {
     const l = lock as PgLock;
     if (l.session.dead) return;
     const params: unknown[] = [this.namespace, l.key, l.session.pid, l.session.started];
+    l.withdraw = holders.length === 0;
+    if (holders.length === 0 && l.session.held.has(l)) {
+      // Still held: the manager either unlocks next (which withdraws the rows with it) or
+      // grants again (whose rows replace these). A released lock's rows go at once.
+      return;
+    }
     if (holders.length === 0) {
       await this.#query(
-        null,
+        l.session,
         `DELETE FROM ${HOLDERS_TABLE} WHERE namespace = $1 AND key = $2 AND backend_pid = $3 AND backend_start = $4`,
         params,
         'cannot withdraw the holder record',
@@ -493,7 +515,7 @@ export class PostgresEngine implements Engine {
       token: h.token ?? null,
     }));
     await this.#query(
-      null,
+      l.session,
       `WITH gone AS (
          DELETE FROM ${HOLDERS_TABLE} WHERE namespace = $1 AND key = $2 AND backend_pid = $3 AND backend_start = $4)
        INSERT INTO ${HOLDERS_TABLE}

@@ -34,6 +34,8 @@ export class Slot {
   record: RecordFile | null = null;
   /** The token counter file, open read-write while this id is used; -1 when not open. */
   tokenFd = -1;
+  /** The counter file was missing last time (no exclusive grant of this id yet). */
+  tokenAbsent = false;
   /** The mode held, or null while idle or waiting. */
   held: LockType | null = null;
   /**

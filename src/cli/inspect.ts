@@ -4,8 +4,12 @@ import type { LockStatus } from '../types.js';
 import { statusTable, table } from './format.js';
 
 /** Runs `fn` with a manager that never cleans on start (looking must not change anything). */
-async function withManager(root: string, fn: (m: LockManager) => Promise<void>): Promise<number> {
-  const manager = new LockManager(root, { cleanupOnStart: false });
+async function withManager(
+  root: string,
+  namespace: string | undefined,
+  fn: (m: LockManager) => Promise<void>,
+): Promise<number> {
+  const manager = new LockManager(root, { cleanupOnStart: false, namespace });
   try {
     await fn(manager);
     return 0;
@@ -18,8 +22,13 @@ function print(text: string): void {
   process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
 }
 
-export function status(root: string, id: string | undefined, json: boolean): Promise<number> {
-  return withManager(root, async (manager) => {
+export function status(
+  root: string,
+  id: string | undefined,
+  json: boolean,
+  namespace?: string,
+): Promise<number> {
+  return withManager(root, namespace, async (manager) => {
     const result: LockStatus | LockStatus[] =
       id === undefined ? await manager.listLocks() : await manager.getLockStatus(id);
     if (json) print(JSON.stringify(result));
@@ -28,8 +37,8 @@ export function status(root: string, id: string | undefined, json: boolean): Pro
   });
 }
 
-export function list(root: string, json: boolean): Promise<number> {
-  return withManager(root, async (manager) => {
+export function list(root: string, json: boolean, namespace?: string): Promise<number> {
+  return withManager(root, namespace, async (manager) => {
     const locks = await manager.listLocks();
     if (json) print(JSON.stringify(locks));
     else if (locks.length === 0) print(`no locks in ${manager.root}`);
@@ -48,8 +57,8 @@ function counted(label: string, ids: string[]): string {
   return `${label} ${ids.length}${ids.length > 0 ? `: ${ids.join(', ')}` : ''}`;
 }
 
-export function clean(root: string, json: boolean): Promise<number> {
-  return withManager(root, async (manager) => {
+export function clean(root: string, json: boolean, namespace?: string): Promise<number> {
+  return withManager(root, namespace, async (manager) => {
     const result = await manager.cleanupStaleLocks();
     if (json) print(JSON.stringify(result));
     else print(`${counted('removed', result.removed)}\n${counted('active', result.active)}`);

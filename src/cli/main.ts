@@ -51,9 +51,15 @@ function program(): Command {
     .enablePositionalOptions()
     .exitOverride()
     .configureOutput({ writeErr: () => {} })
-    .addOption(storeOption());
+    .addOption(storeOption())
+    .option(
+      '--namespace <name>',
+      'PostgreSQL namespace, to keep applications apart (default: $LOCKSMITH_NAMESPACE, else locksmith)',
+    );
   const where = (o: { root?: string; store?: string }) =>
     resolveStore(o, cli.opts<{ store?: string }>().store, process.env);
+  const namespace = (): string | undefined =>
+    cli.opts<{ namespace?: string }>().namespace ?? (process.env.LOCKSMITH_NAMESPACE || undefined);
 
   cli
     .command('run')
@@ -99,6 +105,7 @@ function program(): Command {
           timeoutMs,
           conflictExitCode: exitCode(String(o.conflictExitCode)),
           root: where(o as { root?: string; store?: string }),
+          namespace: namespace(),
           user: o.user as string | undefined,
           json: o.json === true,
         });
@@ -115,7 +122,7 @@ function program(): Command {
     .exitOverride()
     .action(
       async (id: string | undefined, o: { root?: string; store?: string; json?: boolean }) => {
-        process.exitCode = await status(where(o), id, o.json === true);
+        process.exitCode = await status(where(o), id, o.json === true, namespace());
       },
     );
 
@@ -127,7 +134,7 @@ function program(): Command {
     .option('--json', 'print JSON')
     .exitOverride()
     .action(async (o: { root?: string; store?: string; json?: boolean }) => {
-      process.exitCode = await list(where(o), o.json === true);
+      process.exitCode = await list(where(o), o.json === true, namespace());
     });
 
   cli
@@ -138,7 +145,7 @@ function program(): Command {
     .option('--json', 'print JSON')
     .exitOverride()
     .action(async (o: { root?: string; store?: string; json?: boolean }) => {
-      process.exitCode = await clean(where(o), o.json === true);
+      process.exitCode = await clean(where(o), o.json === true, namespace());
     });
   return cli;
 }

@@ -21,6 +21,8 @@ export interface RunOptions {
   timeoutMs: number;
   conflictExitCode: number;
   root: string;
+  /** PostgreSQL namespace (`--namespace`, $LOCKSMITH_NAMESPACE); undefined: the default. */
+  namespace?: string | undefined;
   user: string | undefined;
   json: boolean;
 }
@@ -39,7 +41,7 @@ function say(line: string): void {
 
 /** Runs the command under the lock; resolves with the exit code for the process. */
 export async function runLocked(o: RunOptions): Promise<number> {
-  const manager = new LockManager(o.root, { cleanupOnStart: false });
+  const manager = new LockManager(o.root, { cleanupOnStart: false, namespace: o.namespace });
   const interrupted = new AbortController();
   let child: ChildProcess | null = null;
   let caught: Forwarded | null = null;
