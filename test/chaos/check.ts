@@ -132,8 +132,8 @@ export function check(
         break;
     }
   }
-  // A section cut short by a kill ended, at the latest, when kill(2) returned: a process
-  // runs no code after SIGKILL.
+  // A section cut short by a kill ended when kill(2) was called: the process may be dead
+  // (its locks granted to a waiter) by the time the call returns.
   for (const iv of open.values()) {
     const killedAt = (kills.get(iv.pid) ?? []).find((k) => k > iv.start);
     if (killedAt === undefined) violate(`section ${iv.key} on '${iv.id}' never ended`);

@@ -131,8 +131,11 @@ function start(role: Role): void {
 function kill(role: Role): void {
   const child = role.child;
   if (child?.pid === undefined || child.exitCode !== null) return;
+  // Taken before kill(2): the process may die (and its locks go to a waiter) before the
+  // call returns to us, so only this moment is sure to precede its last act.
+  const ns = now();
   child.kill('SIGKILL');
-  journal.write({ e: 'kill', p: child.pid, ns: now() });
+  journal.write({ e: 'kill', p: child.pid, ns });
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

@@ -69,7 +69,12 @@ async function run(): Promise<void> {
     const hold = random.int(0, exclusive ? 4 : 6);
     const key = `${pid}.${threadId}.${n++}`;
 
-    const section = async () => {
+    const section = async (signal?: AbortSignal) => {
+      // Nobody deletes lock files in this run: a lock reported lost is a bug.
+      signal?.addEventListener('abort', () => {
+        const code = (signal.reason as { code?: string } | undefined)?.code ?? 'unknown';
+        journal.write({ e: 'error', id, p: pid, code, message: `signal fired inside ${key}` });
+      });
       const entered = now();
       const fd = counters[index] as number;
       if (exclusive) {
@@ -90,13 +95,13 @@ async function run(): Promise<void> {
     const options = { timeout, ...(controller === null ? {} : { signal: controller.signal }) };
     try {
       if (viaWithLock) {
-        await manager.withLock(id, type, options, section);
+        await manager.withLock(id, type, options, (h) => section(h.signal));
       } else if (timeout === 0 && random.chance(0.5)) {
         const handle: LockHandle | null = await manager.tryAcquire(id, type);
         if (handle === null) journal.write({ e: 'busy', id, p: pid });
         else {
           try {
-            await section();
+            await section(handle.signal);
           } finally {
             await handle.release();
           }
@@ -104,7 +109,7 @@ async function run(): Promise<void> {
       } else {
         const handle = await manager.acquire(id, type, options);
         try {
-          await section();
+          await section(handle.signal);
         } finally {
           await handle.release();
         }
