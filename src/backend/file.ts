@@ -596,10 +596,13 @@ export class FileEngine implements Engine {
       return;
     }
     const lost: FileLock[] = [];
-    let checked = 0;
+    // The first ones of this round, moved to the back so the next round starts with the rest.
+    const batch: FileLock[] = [];
     for (const lock of this.#held) {
-      if (checked++ >= HELD_CHECK_BATCH) break;
-      // Move to the back: the next round starts with the ones not checked in this one.
+      if (batch.length >= HELD_CHECK_BATCH) break;
+      batch.push(lock);
+    }
+    for (const lock of batch) {
       this.#held.delete(lock);
       this.#held.add(lock);
       const { slot } = lock;
@@ -607,8 +610,10 @@ export class FileEngine implements Engine {
       let named: boolean;
       try {
         named = stillNamed(slot.main, slot.key.lockPath);
-      } catch {
-        named = false; // the path cannot even be looked up (a directory made unsearchable)
+      } catch (err) {
+        // A root turned into a file is as gone as a deleted one; other errors (a directory
+        // made unsearchable, no memory) say nothing either way: keep the lock.
+        named = (err as NodeJS.ErrnoException).code !== 'ENOTDIR';
       }
       if (!named) lost.push(lock);
     }
