@@ -58,7 +58,7 @@ import {
   TMP_PREFIX,
   unlinkQuietly,
 } from './lock-file.js';
-import { type LiveRecord, pruneRecordDir, readRecords, removeDeadRecords } from './records.js';
+import { type LiveRecord, pruneRecordDir, readRecords } from './records.js';
 import { type FileKey, HELD_COMPANION_LIMIT, Slot, SlotCache } from './slots.js';
 import { onChange } from './watcher.js';
 
@@ -405,7 +405,7 @@ export class FileEngine implements Engine {
       }
       return status;
     }
-    const records = readRecords(key.holdersDir).live;
+    const records = readRecords(key.holdersDir);
     let entries = kernel.entries(lockStat);
     let accepted = records.filter((r) => holdsPerKernel(r, entries, kernel.available));
     // A record the kernel does not back was written just after the table was read, or
@@ -539,7 +539,7 @@ export class FileEngine implements Engine {
       if (!fstatSync(fd).isFile()) return; // a planted FIFO or directory: not ours to judge
       if (!tryLockFd(fd, true, lockPath)) {
         result.active.push(id);
-        removeDeadRecords(readRecords(holdersDir).dead);
+        pruneRecordDir(holdersDir);
         return;
       }
       if (!stillNamed(fd, lockPath)) return; // replaced since we opened it: its new owner decides

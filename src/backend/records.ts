@@ -243,22 +243,25 @@ export interface LiveRecord extends RecordContent {
   fileUid: number;
 }
 
-export interface RecordScan {
-  /** Records whose process is alive and that list holders. */
-  live: LiveRecord[];
-  /** Records nobody keeps locked: their owner died. */
-  dead: string[];
+/** A record nobody keeps locked: only dead ones grant the probe (see the top of this file). */
+function isDead(fd: number, path: string): boolean {
+  if (!tryLockFd(fd, false, path)) return false;
+  unlockFd(fd, path);
+  return true;
 }
 
-/** Reads the records of one id; liveness from a probe of each record's own lock. */
-export function readRecords(dir: string): RecordScan {
-  const scan: RecordScan = { live: [], dead: [] };
+/**
+ * The live records of one id that list holders; liveness from a probe of each record's
+ * own lock. Dead ones are skipped (cleanup removes them: pruneRecordDir).
+ */
+export function readRecords(dir: string): LiveRecord[] {
+  const live: LiveRecord[] = [];
   let names: string[];
   try {
     names = readdirSync(dir);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return scan;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return live;
     throw err;
   }
   for (const name of names) {
@@ -273,32 +276,17 @@ export function readRecords(dir: string): RecordScan {
     try {
       const st = fstatSync(fd);
       if (!st.isFile()) continue;
-      if (tryLockFd(fd, false, path)) {
-        unlockFd(fd, path);
-        scan.dead.push(path);
-        continue;
-      }
+      if (isDead(fd, path)) continue;
       let content: RecordContent | null = null;
       for (let i = 0; i < 20 && content === null; i++) content = parseRecord(readWhole(fd));
       // A live record that stays unreadable is skipped: the kernel's table still shows its holder.
       if (content !== null && content.holders.length > 0)
-        scan.live.push({ ...content, fileUid: st.uid });
+        live.push({ ...content, fileUid: st.uid });
     } finally {
       closeSync(fd);
     }
   }
-  return scan;
-}
-
-/** Removes records nobody holds (another user's, in a sticky directory, stay). */
-export function removeDeadRecords(paths: string[]): void {
-  for (const path of paths) {
-    try {
-      unlinkQuietly(path);
-    } catch {
-      // not ours to remove
-    }
-  }
+  return live;
 }
 
 /**
@@ -308,14 +296,34 @@ export function removeDeadRecords(paths: string[]): void {
  * its holders until the owner noticed.
  */
 export function pruneRecordDir(dir: string): void {
-  removeDeadRecords(readRecords(dir).dead);
-  let names: string[] = [];
+  let names: string[];
   try {
     names = readdirSync(dir);
   } catch {
     return;
   }
-  for (const name of names) if (name.startsWith(TMP_PREFIX)) removeOldTemp(join(dir, name));
+  for (const name of names) {
+    const path = join(dir, name);
+    if (name.startsWith(TMP_PREFIX)) {
+      removeOldTemp(path);
+      continue;
+    }
+    if (!name.endsWith(RECORD_SUFFIX)) continue;
+    let fd: number;
+    try {
+      fd = openSync(path, OPEN_EXISTING);
+    } catch {
+      continue; // removed meanwhile, or not ours to read
+    }
+    try {
+      // Another user's dead record, in a sticky directory, is not ours to remove.
+      if (fstatSync(fd).isFile() && isDead(fd, path)) unlinkQuietly(path);
+    } catch {
+      // gone meanwhile, or not ours
+    } finally {
+      closeSync(fd);
+    }
+  }
   try {
     rmdirSync(dir);
   } catch {

@@ -74,13 +74,8 @@ export class Slot {
     if (this.touchTimer !== null) clearTimeout(this.touchTimer);
     this.touchTimer = null;
     if (this.main >= 0) closeSync(this.main);
-    if (this.gate >= 0) closeSync(this.gate);
-    if (this.rwait >= 0) closeSync(this.rwait);
-    if (this.tokenFd >= 0) closeSync(this.tokenFd);
-    this.tokenFd = -1;
     this.main = -1;
-    this.gate = -1;
-    this.rwait = -1;
+    this.closeCompanions();
     this.record?.close(true);
   }
 }

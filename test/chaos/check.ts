@@ -202,18 +202,13 @@ function checkCounter(
   let expectedHigh = 0;
   for (const s of sections) {
     const v = s.value ?? -1;
-    if (v < expectedLow || v > expectedHigh) {
+    if (v < expectedLow || v > expectedHigh)
       violate(
         `'${id}': section ${s.key} read ${v}, expected ${expectedLow}..${expectedHigh} (lost update)`,
       );
-      expectedLow = v;
-      expectedHigh = v;
-    } else {
-      expectedLow = v;
-      expectedHigh = v;
-    }
-    expectedLow += s.completed ? 1 : 0;
-    expectedHigh += 1;
+    // What it read is what the next one must build on, whether or not it was expected.
+    expectedLow = v + (s.completed ? 1 : 0);
+    expectedHigh = v + 1;
   }
   if (final < expectedLow || final > expectedHigh)
     violate(`'${id}': counter is ${final}, expected ${expectedLow}..${expectedHigh}`);
