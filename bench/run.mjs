@@ -39,22 +39,22 @@ function prepare() {
 const NODE_WORKER = join(HERE, 'workers', 'node.mjs');
 const TOOLS = {
   c: { label: 'C flock(2)', cmd: (...a) => [REF, a] },
-  locksmith: {
-    label: 'locksmith',
-    cmd: (...a) => [process.execPath, [NODE_WORKER, 'locksmith', ...a]],
+  lockwarden: {
+    label: 'lockwarden',
+    cmd: (...a) => [process.execPath, [NODE_WORKER, 'lockwarden', ...a]],
   },
   bare: {
-    label: 'locksmith, metadata off',
-    cmd: (...a) => [process.execPath, [NODE_WORKER, 'locksmith-bare', ...a]],
+    label: 'lockwarden, metadata off',
+    cmd: (...a) => [process.execPath, [NODE_WORKER, 'lockwarden-bare', ...a]],
   },
   cold: {
-    label: 'locksmith, cold start (no warm-up)',
-    cmd: (...a) => [process.execPath, [NODE_WORKER, 'locksmith', ...a]],
+    label: 'lockwarden, cold start (no warm-up)',
+    cmd: (...a) => [process.execPath, [NODE_WORKER, 'lockwarden', ...a]],
     env: { BENCH_COLD: '1' },
   },
   pg: {
-    label: 'locksmith, PostgreSQL (loopback)',
-    cmd: (...a) => [process.execPath, [NODE_WORKER, 'locksmith-pg', ...a]],
+    label: 'lockwarden, PostgreSQL (loopback)',
+    cmd: (...a) => [process.execPath, [NODE_WORKER, 'lockwarden-pg', ...a]],
     env: {}, // BENCH_PG_URL, once the server runs
   },
   flock1: { label: 'util-linux flock(1)' },
@@ -105,7 +105,7 @@ async function once(tool, args) {
 }
 
 function freshRoot() {
-  const root = mkdtempSync(join(tmpdir(), 'locksmith-bench-'));
+  const root = mkdtempSync(join(tmpdir(), 'lockwarden-bench-'));
   mkdirSync(join(root, '.locks'));
   return {
     root,
@@ -122,7 +122,7 @@ function percentile(xs, p) {
 
 // ---- scenarios ----------------------------------------------------------------------
 async function s1(tools) {
-  const counts = { c: 200_000, locksmith: 100_000, bare: 100_000, pg: 5000, pl: 1000, py: 20_000 };
+  const counts = { c: 200_000, lockwarden: 100_000, bare: 100_000, pg: 5000, pl: 1000, py: 20_000 };
   const out = {};
   for (const tool of tools) {
     const f = freshRoot();
@@ -155,7 +155,7 @@ async function s2(tools) {
       await holder.line();
       waiter.send('wait');
       await waiter.line();
-      await sleep(3); // the waiter is now blocked (C) or watching (locksmith) or polling
+      await sleep(3); // the waiter is now blocked (C) or watching (lockwarden) or polling
       holder.send('release');
       const t0 = BigInt(await holder.line());
       const t1 = BigInt(await waiter.line());
@@ -224,7 +224,7 @@ async function s5(tools) {
   const out = {};
   for (const tool of tools) {
     const f = freshRoot();
-    const holder = new Worker(tool === 'bare' ? 'locksmith' : tool, ['hold', f.path]);
+    const holder = new Worker(tool === 'bare' ? 'lockwarden' : tool, ['hold', f.path]);
     await holder.line();
     const ms = Number(await once(tool, ['cpuwait', f.path, String(seconds)]));
     await holder.end();
@@ -307,29 +307,29 @@ function report(r, have) {
     lines.push(`| ${L(t)} | ${f1(v.cpuMs)} | ${v.percent.toFixed(3)}% |`);
   const targets = [
     ['S1 metadata off within 3x of C', r.s1.bare / c1 <= 3, ratio(r.s1.bare, c1)],
-    ['S1 metadata on within 10x of C', r.s1.locksmith / c1 <= 10, ratio(r.s1.locksmith, c1)],
+    ['S1 metadata on within 10x of C', r.s1.lockwarden / c1 <= 10, ratio(r.s1.lockwarden, c1)],
     [
       'S1 at least 20x faster than proper-lockfile',
-      r.s1.pl / r.s1.locksmith >= 20,
-      `${(r.s1.pl / r.s1.locksmith).toFixed(0)}x`,
+      r.s1.pl / r.s1.lockwarden >= 20,
+      `${(r.s1.pl / r.s1.lockwarden).toFixed(0)}x`,
     ],
     [
       'S2 median hand-off under 0.25 ms',
-      r.s2.locksmith.median < 250,
-      `${f1(r.s2.locksmith.median)} µs`,
+      r.s2.lockwarden.median < 250,
+      `${f1(r.s2.lockwarden.median)} µs`,
     ],
-    ['S2 p99 hand-off under 2 ms', r.s2.locksmith.p99 < 2000, `${f1(r.s2.locksmith.p99)} µs`],
+    ['S2 p99 hand-off under 2 ms', r.s2.lockwarden.p99 < 2000, `${f1(r.s2.lockwarden.p99)} µs`],
     [
       'S3 at least a third of C',
-      r.s3.locksmith.opsPerSec >= r.s3.c.opsPerSec / 3,
-      ratio(r.s3.locksmith.opsPerSec, r.s3.c.opsPerSec),
+      r.s3.lockwarden.opsPerSec >= r.s3.c.opsPerSec / 3,
+      ratio(r.s3.lockwarden.opsPerSec, r.s3.c.opsPerSec),
     ],
     ...(have.filelock
       ? [
           [
             'S3 at least twice Python filelock',
-            r.s3.locksmith.opsPerSec >= 2 * r.s3.py.opsPerSec,
-            ratio(r.s3.locksmith.opsPerSec, r.s3.py.opsPerSec),
+            r.s3.lockwarden.opsPerSec >= 2 * r.s3.py.opsPerSec,
+            ratio(r.s3.lockwarden.opsPerSec, r.s3.py.opsPerSec),
           ],
         ]
       : []),
@@ -356,18 +356,18 @@ function report(r, have) {
     ],
     [
       'S4 writer in within 50 ms every time',
-      r.s4.locksmith.max < 50,
-      `worst ${f1(r.s4.locksmith.max)} ms`,
+      r.s4.lockwarden.max < 50,
+      `worst ${f1(r.s4.lockwarden.max)} ms`,
     ],
     [
       'S5 under 1% CPU while waiting',
-      r.s5.locksmith.percent < 1,
-      `${r.s5.locksmith.percent.toFixed(3)}%`,
+      r.s5.lockwarden.percent < 1,
+      `${r.s5.lockwarden.percent.toFixed(3)}%`,
     ],
   ];
   lines.push(
     '',
-    '### Targets (locksmith with metadata on, unless said)',
+    '### Targets (lockwarden with metadata on, unless said)',
     '',
     '| target | met | measured |',
     '|---|:---:|---:|',
@@ -378,7 +378,7 @@ function report(r, have) {
 }
 
 const have = prepare();
-const base = ['c', 'locksmith', 'bare'];
+const base = ['c', 'lockwarden', 'bare'];
 const extra = (list) =>
   list.filter(
     (t) =>
@@ -401,7 +401,7 @@ const plan = {
   s1: () => s1(extra([...base, 'pg', 'flock1', 'pl', 'py'])),
   s2: () => s2(extra([...base, 'pg', 'floor', 'pl', 'py'])),
   s3: () => s3(extra([...base, 'cold', 'pg', 'flock1', 'pl', 'py'])),
-  s4: () => s4(extra(['c', 'locksmith', 'pg'])),
+  s4: () => s4(extra(['c', 'lockwarden', 'pg'])),
   s5: () => s5(extra([...base, 'pl', 'py'])),
 };
 for (const [name, run] of Object.entries(plan)) {
@@ -417,7 +417,7 @@ if (only !== undefined) {
 const { text, ok } = report(results, have);
 console.log(`\n${text}\n`);
 if (!quick) {
-  const doc = `# Benchmarks\n\nMeasured by \`npm run bench\` (bench/run.mjs) in one run, every tool side by side; ratios are to the C program doing the same with flock(2) directly (compiled at bench time). Tools that share locksmith's file format (C, flock(1)) use the very same lock file; proper-lockfile and Python filelock use their own files next to it.\n\n- Machine: ${machine()}\n- Date: ${new Date().toISOString().slice(0, 10)}\n- proper-lockfile ${JSON.parse(readFileSync(join(HERE, '..', 'node_modules', 'proper-lockfile', 'package.json'), 'utf8')).version} waits with a 25 ms retry interval (its default is not to wait; \`retries: N\` alone waits 1 s and then doubles). Python filelock ${have.filelock ? spawnSync(PYTHON, ['-c', 'import filelock; print(filelock.__version__)']).stdout.toString().trim() : 'not available'} polls every 50 ms, its default.\n- S3 measures steady state: before the clock starts, every Node and Python worker does 3000 unmeasured lock/increment cycles on a scratch lock and counter (the C program needs no warm-up); the cold-start row is locksmith without it, JIT compilation included.\n- S4 runs the plain-flock case once (each starved attempt costs 10 s), locksmith 10 times.\n- The PostgreSQL rows run locksmith's PostgreSQL engine against a throwaway local server (test/pg-server.ts: fsync off, TCP over loopback, metadata on), with the same workers and protocol; they measure the engine and round trips, not a networked deployment.\n\n${text}\n`;
+  const doc = `# Benchmarks\n\nMeasured by \`npm run bench\` (bench/run.mjs) in one run, every tool side by side; ratios are to the C program doing the same with flock(2) directly (compiled at bench time). Tools that share lockwarden's file format (C, flock(1)) use the very same lock file; proper-lockfile and Python filelock use their own files next to it.\n\n- Machine: ${machine()}\n- Date: ${new Date().toISOString().slice(0, 10)}\n- proper-lockfile ${JSON.parse(readFileSync(join(HERE, '..', 'node_modules', 'proper-lockfile', 'package.json'), 'utf8')).version} waits with a 25 ms retry interval (its default is not to wait; \`retries: N\` alone waits 1 s and then doubles). Python filelock ${have.filelock ? spawnSync(PYTHON, ['-c', 'import filelock; print(filelock.__version__)']).stdout.toString().trim() : 'not available'} polls every 50 ms, its default.\n- S3 measures steady state: before the clock starts, every Node and Python worker does 3000 unmeasured lock/increment cycles on a scratch lock and counter (the C program needs no warm-up); the cold-start row is lockwarden without it, JIT compilation included.\n- S4 runs the plain-flock case once (each starved attempt costs 10 s), lockwarden 10 times.\n- The PostgreSQL rows run lockwarden's PostgreSQL engine against a throwaway local server (test/pg-server.ts: fsync off, TCP over loopback, metadata on), with the same workers and protocol; they measure the engine and round trips, not a networked deployment.\n\n${text}\n`;
   writeFileSync(
     join(HERE, '..', 'BENCHMARKS.md'),
     `${doc}\n${readFileSync(join(HERE, 'notes.md'), 'utf8')}`,

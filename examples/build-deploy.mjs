@@ -7,7 +7,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { describeHolder, LockManager, LockType, sharedRoot } from 'locksmith';
+import { describeHolder, LockManager, LockType, sharedRoot } from 'lockwarden';
 
 const ARTIFACTS = process.env.ARTIFACTS ?? join(sharedRoot(), 'artifacts');
 

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { LockManager, LockTimeoutError, LockType } from 'locksmith';
+import { LockManager, LockTimeoutError, LockType } from 'lockwarden';
 
 const root = mkdtempSync(join(tmpdir(), 'scans-'));
 const manager = new LockManager(root, { defaultTimeout: 30_000 });

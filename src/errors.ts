@@ -1,13 +1,13 @@
 import type { LockHolder, LockType } from './types.js';
 
-/** Context every locksmith error may carry. */
+/** Context every lockwarden error may carry. */
 export interface LockErrorDetails {
   id?: string;
   path?: string;
   cause?: unknown;
 }
 
-/** Base class of every error locksmith throws; `code` is stable and documented. */
+/** Base class of every error lockwarden throws; `code` is stable and documented. */
 export class LockError extends Error {
   readonly code: string;
   readonly id: string | undefined;
@@ -94,7 +94,7 @@ export class LockManagerClosedError extends LockError {
   }
 }
 
-/** Something at a lock path is not what locksmith created there (a symlink, a FIFO, a directory). */
+/** Something at a lock path is not what lockwarden created there (a symlink, a FIFO, a directory). */
 export class UnsafeLockFileError extends LockError {
   constructor(message: string, path: string, id?: string, cause?: unknown) {
     super(message, 'ELOCKUNSAFE', { id, path, cause });

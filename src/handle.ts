@@ -2,13 +2,13 @@ import type { LockType } from './types.js';
 
 /**
  * @internal The descriptors that hold a handle's lock (the lock file and its holder
- * record), for `locksmith run` to pass to its command as flock(1) does.
+ * record), for `lockwarden run` to pass to its command as flock(1) does.
  */
-export const kDescriptors = Symbol('locksmith.descriptors');
+export const kDescriptors = Symbol('lockwarden.descriptors');
 /** @internal Marks a handle's lock as lost and fires its signal. */
-export const kLose = Symbol('locksmith.lose');
+export const kLose = Symbol('lockwarden.lose');
 /** @internal Sets the fencing token once the engine has issued it. */
-export const kSetToken = Symbol('locksmith.setToken');
+export const kSetToken = Symbol('lockwarden.setToken');
 
 /** A granted lock. Release it with `release()` or `await using`. */
 export class LockHandle implements AsyncDisposable {

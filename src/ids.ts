@@ -65,7 +65,7 @@ export function isHashedBase(base: string): boolean {
 
 /**
  * The id a base name stands for, or null when the name is hashed (its id is in the
- * file) or is not a name locksmith produces.
+ * file) or is not a name lockwarden produces.
  */
 export function idForBaseName(base: string): string | null {
   if (isPlainId(base)) return base;

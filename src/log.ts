@@ -1,12 +1,12 @@
 /**
- * Where locksmith reports what it does: the `logger` option (pino's shape),
- * `NODE_DEBUG=locksmith`, and diagnostics_channel for tracing and metrics.
+ * Where lockwarden reports what it does: the `logger` option (pino's shape),
+ * `NODE_DEBUG=lockwarden`, and diagnostics_channel for tracing and metrics.
  */
 import diagnostics_channel from 'node:diagnostics_channel';
 import { debuglog } from 'node:util';
 import type { Logger } from './types.js';
 
-const debug = debuglog('locksmith');
+const debug = debuglog('lockwarden');
 
 /**
  * Channels, each published only when someone subscribes. Messages carry `id`, `type` and,
@@ -14,13 +14,13 @@ const debug = debuglog('locksmith');
  * (release).
  */
 export const channels = {
-  acquire: diagnostics_channel.channel('locksmith:acquire'),
-  release: diagnostics_channel.channel('locksmith:release'),
-  wait: diagnostics_channel.channel('locksmith:wait'),
-  timeout: diagnostics_channel.channel('locksmith:timeout'),
-  abort: diagnostics_channel.channel('locksmith:abort'),
+  acquire: diagnostics_channel.channel('lockwarden:acquire'),
+  release: diagnostics_channel.channel('lockwarden:release'),
+  wait: diagnostics_channel.channel('lockwarden:wait'),
+  timeout: diagnostics_channel.channel('lockwarden:timeout'),
+  abort: diagnostics_channel.channel('lockwarden:abort'),
   /** A held lock was lost (its PostgreSQL session ended): `{ id, type, error }`. */
-  lost: diagnostics_channel.channel('locksmith:lost'),
+  lost: diagnostics_channel.channel('lockwarden:lost'),
 } as const;
 
 export class Log {

@@ -17,7 +17,7 @@ export interface LockManagerOptions {
   /**
    * PostgreSQL engine only: keeps the locks of unrelated applications on one database
    * apart (it is hashed into every advisory-lock key and stored in every row). Default
-   * `'locksmith'`.
+   * `'lockwarden'`.
    */
   namespace?: string;
   /** Receives debug logs of every attempt, wait, grant and release (pino's shape). */

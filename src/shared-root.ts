@@ -1,6 +1,6 @@
 /**
- * The default root for scripts run by several users: `$LOCKSMITH_ROOT`, else
- * `<tmpdir>/locksmith`, created sticky and world-writable (1777) — like /tmp itself,
+ * The default root for scripts run by several users: `$LOCKWARDEN_ROOT`, else
+ * `<tmpdir>/lockwarden`, created sticky and world-writable (1777) — like /tmp itself,
  * everyone can create lock files there and nobody can remove or replace anyone else's.
  */
 import { chmodSync, lstatSync, mkdirSync } from 'node:fs';
@@ -13,8 +13,8 @@ const SHARED_MODE = 0o1777;
 
 /** The shared lock root, created if missing; throws if what is there is not safe to share. */
 export function sharedRoot(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.LOCKSMITH_ROOT) return resolve(env.LOCKSMITH_ROOT);
-  const root = join(tmpdir(), 'locksmith');
+  if (env.LOCKWARDEN_ROOT) return resolve(env.LOCKWARDEN_ROOT);
+  const root = join(tmpdir(), 'lockwarden');
   try {
     mkdirSync(root, { mode: SHARED_MODE });
     chmodSync(root, SHARED_MODE); // the umask cut the mode mkdir was given
@@ -34,7 +34,7 @@ export function sharedRoot(env: NodeJS.ProcessEnv = process.env): string {
         : null;
   if (problem !== null) {
     throw new UnsafeLockFileError(
-      `refusing the shared lock root '${root}': it is ${problem}; remove it, or choose a root with LOCKSMITH_ROOT or --root`,
+      `refusing the shared lock root '${root}': it is ${problem}; remove it, or choose a root with LOCKWARDEN_ROOT or --root`,
       root,
     );
   }

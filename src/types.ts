@@ -25,8 +25,8 @@ export interface LockHolder {
   /** The `info` the acquirer passed, if any. */
   info?: HolderInfo;
   /**
-   * Where this entry comes from: `record` = a live holder record written by locksmith;
-   * `kernel` = a lock the kernel reports with no locksmith record (flock(1), Python, or
+   * Where this entry comes from: `record` = a live holder record written by lockwarden;
+   * `kernel` = a lock the kernel reports with no lockwarden record (flock(1), Python, or
    * `metadata: false`).
    */
   source: 'record' | 'kernel';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { LockManager, LockType } from 'locksmith';
+import { LockManager, LockType } from 'lockwarden';
 import { FIXTURES, HolderChild, run, tempRoot } from './helpers.js';
 
 const { SHARED, EXCLUSIVE } = LockType;
@@ -11,7 +11,7 @@ describe('stale cleanup', () => {
   test('cleanup racing acquirers in processes and threads never lets two holders overlap', async (t) => {
     const root = tempRoot(t);
     const witness = tempRoot(t);
-    const seed = Number(process.env.LOCKSMITH_SEED ?? Date.now() % 100_000);
+    const seed = Number(process.env.LOCKWARDEN_SEED ?? Date.now() % 100_000);
     const durationMs = 4000;
     const ids = ['a', 'b'];
     await (await new LockManager(root).acquire('a', SHARED)).release(); // creates .locks

@@ -1,4 +1,4 @@
-/** Driving the built `locksmith` binary as a user would. */
+/** Driving the built `lockwarden` binary as a user would. */
 import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
@@ -9,23 +9,23 @@ import { run } from './helpers.js';
 export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 export const EXAMPLES = fileURLToPath(new URL('../../examples/', import.meta.url));
 
-/** Environment with LOCKSMITH_ROOT set (or removed, for default-root tests). */
+/** Environment with LOCKWARDEN_ROOT set (or removed, for default-root tests). */
 export function env(root: string | null, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   const e: NodeJS.ProcessEnv = { ...process.env, ...extra };
-  if (root === null) delete e.LOCKSMITH_ROOT;
-  else e.LOCKSMITH_ROOT = root;
+  if (root === null) delete e.LOCKWARDEN_ROOT;
+  else e.LOCKWARDEN_ROOT = root;
   return e;
 }
 
-/** Runs `locksmith ARGS` to completion. */
-export async function locksmith(args: string[], options: SpawnOptions = {}) {
+/** Runs `lockwarden ARGS` to completion. */
+export async function lockwarden(args: string[], options: SpawnOptions = {}) {
   const started = performance.now();
   const result = await run(process.execPath, [CLI, ...args], options);
   return { ...result, ms: performance.now() - started };
 }
 
 /**
- * Starts `locksmith ARGS` whose command prints `ready` once it runs under the lock, and
+ * Starts `lockwarden ARGS` whose command prints `ready` once it runs under the lock, and
  * resolves then. Its stdin is a pipe the command may read to know when to finish.
  */
 export function startHolding(
@@ -47,7 +47,7 @@ export function startHolding(
       err += d;
     });
     child.on('exit', (code) =>
-      reject(new Error(`locksmith exited (${code}) before ready: ${err}`)),
+      reject(new Error(`lockwarden exited (${code}) before ready: ${err}`)),
     );
     createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
       child.lines.push(line);

@@ -17,7 +17,7 @@ import {
   LockTimeoutError,
   LockType,
   LockUpgradeError,
-} from 'locksmith';
+} from 'lockwarden';
 import { HolderChild } from './helpers.js';
 
 const { SHARED, EXCLUSIVE } = LockType;
@@ -33,14 +33,14 @@ export interface ContractTarget {
   /** A fresh, empty store for one test. */
   store(t: TestContext): Store;
   /**
-   * Resolves once a wait for `id` (announced on locksmith:wait) is queued where other
+   * Resolves once a wait for `id` (announced on lockwarden:wait) is queued where other
    * processes see it: for the file engine the gate is taken before the event; for
    * PostgreSQL the server must list the request in pg_locks.
    */
   queued(store: Store, id: string): Promise<void>;
 }
 
-/** Resolves at the next locksmith:wait event for `id` in this process. */
+/** Resolves at the next lockwarden:wait event for `id` in this process. */
 function nextWait(id: string): Promise<void> {
   return new Promise((resolve) => {
     const onWait = (msg: unknown) => {

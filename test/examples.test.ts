@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { LockManager } from 'locksmith';
+import { LockManager } from 'lockwarden';
 import { CLI, EXAMPLES, env, startHolding } from './cli-helpers.js';
 import { exitOf, run, tempRoot } from './helpers.js';
 
@@ -61,7 +61,7 @@ describe('the build/deploy script of the second seed (examples/build-deploy.mjs)
 });
 
 describe('waiting on a terminal', () => {
-  test('locksmith run keeps one live status line, then clears it', async (t) => {
+  test('lockwarden run keeps one live status line, then clears it', async (t) => {
     const root = tempRoot(t);
     const holder = await startHolding(
       t,
@@ -88,12 +88,12 @@ describe('waiting on a terminal', () => {
     holder.stdin?.end();
     await exitOf(holder);
     assert.equal(r.code, 1);
-    const frames = r.stdout.split('\r\x1b[2K').filter((f) => f.startsWith('locksmith: waiting'));
+    const frames = r.stdout.split('\r\x1b[2K').filter((f) => f.startsWith('lockwarden: waiting'));
     assert.ok(frames.length >= 2, `expected a refreshed line, got ${JSON.stringify(r.stdout)}`);
     for (const f of frames)
       assert.match(
         f,
-        /^locksmith: waiting \ds for exclusive lock: 'deploy' is held \(exclusive\) by alice, pid \d+/,
+        /^lockwarden: waiting \ds for exclusive lock: 'deploy' is held \(exclusive\) by alice, pid \d+/,
       );
     assert.ok(
       frames.every((f) => !f.includes('\n')),
@@ -101,12 +101,12 @@ describe('waiting on a terminal', () => {
     );
     assert.match(frames.at(-1) ?? '', /waiting [12]s/);
     assert.ok(
-      r.stdout.includes("\r\x1b[2Klocksmith: 'deploy' is held (exclusive) by alice"),
+      r.stdout.includes("\r\x1b[2Klockwarden: 'deploy' is held (exclusive) by alice"),
       'the live line is cleared before the final report',
     );
     // On a narrow terminal the line is cut to fit rather than wrapped.
     const cut =
-      narrow.stdout.split('\r\x1b[2K').find((f) => f.startsWith('locksmith: waiting')) ?? '';
+      narrow.stdout.split('\r\x1b[2K').find((f) => f.startsWith('lockwarden: waiting')) ?? '';
     assert.ok(cut.length <= 40 && cut.endsWith('…'), JSON.stringify(cut));
   });
 });

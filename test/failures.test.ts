@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { LockFileError, LockManager, LockType } from 'locksmith';
+import { LockFileError, LockManager, LockType } from 'lockwarden';
 import { HolderChild, NOBODY, type Reply, tempRoot } from './helpers.js';
 
 const { SHARED, EXCLUSIVE } = LockType;

@@ -3,7 +3,7 @@ import { readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { LockManager, LockType } from 'locksmith';
+import { LockManager, LockType } from 'lockwarden';
 import { FIXTURES, HolderChild, run, startUntil, tempRoot } from './helpers.js';
 
 const { SHARED, EXCLUSIVE } = LockType;

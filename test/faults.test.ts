@@ -19,7 +19,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { LockManager, LockType } from 'locksmith';
+import { LockManager, LockType } from 'lockwarden';
 import { HolderChild, tempRoot } from './helpers.js';
 
 const { SHARED, EXCLUSIVE } = LockType;

@@ -12,7 +12,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { LockManager, LockType, UnsafeLockFileError } from 'locksmith';
+import { LockManager, LockType, UnsafeLockFileError } from 'lockwarden';
 import { HolderChild, NOBODY, run, tempRoot } from './helpers.js';
 
 const { SHARED, EXCLUSIVE } = LockType;
@@ -91,7 +91,7 @@ describe('lock files', () => {
 
   test("another user's lock file in a sticky world-writable root works for root and for others (protected_regular)", async (t) => {
     // The sysctl is global: serialize with any other run of this test on the machine.
-    const guardRoot = join(tmpdir(), 'locksmith-test-sysctl');
+    const guardRoot = join(tmpdir(), 'lockwarden-test-sysctl');
     mkdirSync(guardRoot, { recursive: true });
     const guards = new LockManager(guardRoot, { cleanupOnStart: false, metadata: false });
     const guard = await guards.acquire('protected_regular', EXCLUSIVE, { timeout: 120_000 });

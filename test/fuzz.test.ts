@@ -8,8 +8,8 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { LockError, LockManager, LockType } from 'locksmith';
-import { env, locksmith } from './cli-helpers.js';
+import { LockError, LockManager, LockType } from 'lockwarden';
+import { env, lockwarden } from './cli-helpers.js';
 import { tempRoot } from './helpers.js';
 
 const SEED = 20261123;
@@ -187,8 +187,8 @@ describe('fuzzing the command line', () => {
       seed: SEED,
     });
     for (const argv of argvs) {
-      const r = await locksmith(argv, { env: env(root), timeout: 10_000 });
-      const where = `locksmith ${JSON.stringify(argv)} -> ${r.code} ${r.signal ?? ''}\n${r.stderr}`;
+      const r = await lockwarden(argv, { env: env(root), timeout: 10_000 });
+      const where = `lockwarden ${JSON.stringify(argv)} -> ${r.code} ${r.signal ?? ''}\n${r.stderr}`;
       assert.equal(r.signal, null, where);
       assert.ok([0, 1, 64, 65, 66, 69, 70, 71, 73, 75, 126, 127].includes(r.code as number), where);
       assert.doesNotMatch(r.stderr, /\n\s+at |TypeError|RangeError|ReferenceError/, where);

@@ -23,7 +23,7 @@ process.on('exit', () => {
 
 /** A fresh directory removed when the test ends; `shared` makes it world-writable (1777). */
 export function tempRoot(t: TestContext, shared = false): string {
-  const dir = mkdtempSync(join(tmpdir(), 'locksmith-test-'));
+  const dir = mkdtempSync(join(tmpdir(), 'lockwarden-test-'));
   if (shared) chmodSync(dir, 0o1777);
   // After-hooks run in the order they were added, so this one runs before those that kill
   // the test's children, which may still be adding files: a tree that will not go now is

@@ -3,7 +3,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { InvalidLockIdError, LockManager, LockType } from 'locksmith';
+import { InvalidLockIdError, LockManager, LockType } from 'lockwarden';
 import { tempRoot } from './helpers.js';
 
 const TRICKY = [

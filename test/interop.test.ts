@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { LockManager, LockType } from 'locksmith';
+import { LockManager, LockType } from 'lockwarden';
 import { exitOf, run, startUntil, tempRoot } from './helpers.js';
 
 const { SHARED, EXCLUSIVE } = LockType;
@@ -23,7 +23,7 @@ sys.stdin.read()
 `;
 
 describe('interoperability with flock(1) and Python fcntl.flock', () => {
-  test('flock(1) on <root>/.locks/ID.lock excludes locksmith, and status shows it', async (t) => {
+  test('flock(1) on <root>/.locks/ID.lock excludes lockwarden, and status shows it', async (t) => {
     const root = tempRoot(t);
     const path = join(root, '.locks', 'deploy.lock');
     const m = new LockManager(root);
@@ -49,7 +49,7 @@ describe('interoperability with flock(1) and Python fcntl.flock', () => {
     await m.close();
   });
 
-  test('locksmith excludes flock(1) in the modes that conflict, and only those', async (t) => {
+  test('lockwarden excludes flock(1) in the modes that conflict, and only those', async (t) => {
     const root = tempRoot(t);
     const path = join(root, '.locks', 'build.lock');
     const m = new LockManager(root);
@@ -65,7 +65,7 @@ describe('interoperability with flock(1) and Python fcntl.flock', () => {
     await m.close();
   });
 
-  test('Python fcntl.flock and locksmith exclude each other in both directions', async (t) => {
+  test('Python fcntl.flock and lockwarden exclude each other in both directions', async (t) => {
     const root = tempRoot(t);
     const path = join(root, '.locks', 'scan001.lock');
     const m = new LockManager(root);

@@ -8,7 +8,7 @@ import {
   LockManagerClosedError,
   LockTimeoutError,
   LockType,
-} from 'locksmith';
+} from 'lockwarden';
 import { tempRoot } from './helpers.js';
 
 const { SHARED, EXCLUSIVE } = LockType;

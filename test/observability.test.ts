@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import diagnostics_channel from 'node:diagnostics_channel';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { LockManager, LockTimeoutError, LockType } from 'locksmith';
+import { LockManager, LockTimeoutError, LockType } from 'lockwarden';
 import { FIXTURES, HolderChild, run, tempRoot } from './helpers.js';
 
 const { SHARED, EXCLUSIVE } = LockType;
@@ -46,28 +46,28 @@ describe('observability', () => {
     await m.close();
   });
 
-  test('NODE_DEBUG=locksmith prints the same events on stderr', async (t) => {
+  test('NODE_DEBUG=lockwarden prints the same events on stderr', async (t) => {
     const root = tempRoot(t);
     const child = await HolderChild.start(
       t,
       root,
       {},
-      { env: { ...process.env, NODE_DEBUG: 'locksmith' } },
+      { env: { ...process.env, NODE_DEBUG: 'lockwarden' } },
     );
     await child.request({ op: 'acquire', id: 'dbg', type: SHARED });
     await child.request({ op: 'release', id: 'dbg' });
     await child.request({ op: 'close' });
     const err = child.stderr.join('');
-    assert.match(err, /LOCKSMITH \d+: lock granted \{"id":"dbg","type":"shared","waitedMs":/);
-    assert.match(err, /LOCKSMITH \d+: lock released \{"id":"dbg"/);
+    assert.match(err, /LOCKWARDEN \d+: lock granted \{"id":"dbg","type":"shared","waitedMs":/);
+    assert.match(err, /LOCKWARDEN \d+: lock released \{"id":"dbg"/);
   });
 
   test('diagnostics_channel publishes acquire, release and timeout with durations', async (t) => {
     const events: [string, Record<string, unknown>][] = [];
     const subscriptions = ['acquire', 'release', 'timeout', 'wait', 'abort'].map((name) => {
       const fn = (msg: unknown) => events.push([name, msg as Record<string, unknown>]);
-      diagnostics_channel.subscribe(`locksmith:${name}`, fn);
-      return () => diagnostics_channel.unsubscribe(`locksmith:${name}`, fn);
+      diagnostics_channel.subscribe(`lockwarden:${name}`, fn);
+      return () => diagnostics_channel.unsubscribe(`lockwarden:${name}`, fn);
     });
     t.after(() => {
       for (const off of subscriptions) off();

@@ -5,7 +5,7 @@
  * `postgres` user and its programs run under that uid. Stopping it removes the directory.
  *
  * The binaries are Debian's (`/usr/lib/postgresql/<version>/bin`, the highest version
- * found), or `$LOCKSMITH_PG_BIN`; `.ci/run` installs them when missing.
+ * found), or `$LOCKWARDEN_PG_BIN`; `.ci/run` installs them when missing.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 
 export interface PgServer {
-  /** `postgres://locksmith@127.0.0.1:<port>/postgres` */
+  /** `postgres://lockwarden@127.0.0.1:<port>/postgres` */
   readonly url: string;
   readonly port: number;
   /** Fast shutdown (every session is terminated), then the same cluster starts again. */
@@ -25,7 +25,7 @@ export interface PgServer {
 }
 
 export function findPgBin(): string {
-  const fromEnv = process.env.LOCKSMITH_PG_BIN;
+  const fromEnv = process.env.LOCKWARDEN_PG_BIN;
   if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
   const base = '/usr/lib/postgresql';
   const versions = existsSync(base)
@@ -66,7 +66,7 @@ process.on('exit', () => {
 export async function startPostgres(): Promise<PgServer> {
   const bin = findPgBin();
   const owner = postgresUser();
-  const dir = mkdtempSync(join(tmpdir(), 'locksmith-pg-'));
+  const dir = mkdtempSync(join(tmpdir(), 'lockwarden-pg-'));
   const data = join(dir, 'data');
   const sock = join(dir, 'sock');
   mkdirSync(sock);
@@ -77,7 +77,17 @@ export async function startPostgres(): Promise<PgServer> {
   const as = owner === null ? {} : { uid: owner.uid, gid: owner.gid };
   execFileSync(
     join(bin, 'initdb'),
-    ['-D', data, '-U', 'locksmith', '--auth=trust', '-E', 'UTF8', '--no-sync', '--no-instructions'],
+    [
+      '-D',
+      data,
+      '-U',
+      'lockwarden',
+      '--auth=trust',
+      '-E',
+      'UTF8',
+      '--no-sync',
+      '--no-instructions',
+    ],
     { ...as, cwd: dir, stdio: 'pipe', env: { ...process.env, LC_ALL: 'C' } },
   );
   let port = await freePort();
@@ -107,7 +117,7 @@ export async function startPostgres(): Promise<PgServer> {
   await launch();
   return {
     get url() {
-      return `postgres://locksmith@127.0.0.1:${port}/postgres`;
+      return `postgres://lockwarden@127.0.0.1:${port}/postgres`;
     },
     get port() {
       return port;

@@ -17,8 +17,8 @@ import {
   type LockManagerOptions,
   LockStoreError,
   LockType,
-} from 'locksmith';
-import { locksmith, startHolding } from './cli-helpers.js';
+} from 'lockwarden';
+import { lockwarden, startHolding } from './cli-helpers.js';
 import { exitOf, HolderChild, run } from './helpers.js';
 import {
   advisoryKey,
@@ -121,7 +121,7 @@ describe('PostgreSQL engine: keys and sessions', () => {
     await (await m.acquire('first', EXCLUSIVE)).release(); // creates the tables
     // A collision of SHA-256 prefixes cannot be found on demand: claim the key of 'alpha'
     // for 'beta' in the keys table, which is what a real collision leaves there.
-    await sql(pg.url, 'INSERT INTO locksmith_keys (namespace, key, id) VALUES ($1, $2, $3)', [
+    await sql(pg.url, 'INSERT INTO lockwarden_keys (namespace, key, id) VALUES ($1, $2, $3)', [
       namespace,
       advisoryKey(namespace, 'alpha'),
       'beta',
@@ -150,7 +150,7 @@ describe('PostgreSQL engine: keys and sessions', () => {
     assert.equal(rows[0]?.mode, 'ExclusiveLock');
     const keys = await sql<{ id: string; key: string }>(
       pg.url,
-      'SELECT id, key::text AS key FROM locksmith_keys WHERE namespace = $1',
+      'SELECT id, key::text AS key FROM lockwarden_keys WHERE namespace = $1',
       [a.namespace],
     );
     assert.deepEqual(keys, [{ id: 'deploy', key: advisoryKey(a.namespace, 'deploy') }]);
@@ -242,7 +242,7 @@ describe('PostgreSQL engine: status and errors', () => {
     // pid since reused) must not be reported.
     await sql(
       pg.url,
-      `INSERT INTO locksmith_holders (namespace, key, id, backend_pid, backend_start, mode, "user")
+      `INSERT INTO lockwarden_holders (namespace, key, id, backend_pid, backend_start, mode, "user")
        VALUES ($1, $2, 'scan', pg_backend_pid(), 'then', 'shared', 'ghost')`,
       [namespace, advisoryKey(namespace, 'scan')],
     );
@@ -260,7 +260,7 @@ describe('PostgreSQL engine: status and errors', () => {
     await (await waiting).release();
     const cleaned = await m.cleanupStaleLocks();
     assert.deepEqual(cleaned, { removed: ['scan'], active: [] });
-    const rows = await sql(pg.url, 'SELECT 1 FROM locksmith_holders WHERE namespace = $1', [
+    const rows = await sql(pg.url, 'SELECT 1 FROM lockwarden_holders WHERE namespace = $1', [
       namespace,
     ]);
     assert.equal(rows.length, 0);
@@ -274,7 +274,7 @@ describe('PostgreSQL engine: status and errors', () => {
     assert.equal(status.state, 'shared');
     assert.equal(status.holders.length, 1);
     assert.equal(status.holders[0]?.source, 'kernel');
-    assert.equal(status.holders[0]?.user, 'locksmith');
+    assert.equal(status.holders[0]?.user, 'lockwarden');
     await h.release();
   });
 
@@ -311,7 +311,7 @@ describe('PostgreSQL engine: resources', () => {
     await holder.request({ op: 'acquire', id: 'busy', type: EXCLUSIVE });
     // A process that waits (and gives up), holds, releases and closes must exit by itself.
     const script = `
-      import { LockManager } from 'locksmith';
+      import { LockManager } from 'lockwarden';
       const m = new LockManager(process.argv[1], { namespace: process.argv[2] });
       await m.acquire('busy', 'exclusive', { timeout: 200 }).catch((e) => console.log(e.code));
       const h = await m.acquire('free', 'exclusive');
@@ -334,7 +334,7 @@ describe('PostgreSQL engine: resources', () => {
 });
 
 describe('PostgreSQL engine: command line', () => {
-  test('locksmith --store runs a command under the lock; status, a conflicting run and LOCKSMITH_STORE see it', async (t) => {
+  test('lockwarden --store runs a command under the lock; status, a conflicting run and LOCKWARDEN_STORE see it', async (t) => {
     const holding = await startHolding(t, [
       '--store',
       pg.url,
@@ -347,8 +347,8 @@ describe('PostgreSQL engine: command line', () => {
       '-c',
       'echo ready; read done',
     ]);
-    const withEnv = { env: { ...process.env, LOCKSMITH_STORE: pg.url } };
-    const status = await locksmith(['status', 'cli-deploy', '--json'], withEnv);
+    const withEnv = { env: { ...process.env, LOCKWARDEN_STORE: pg.url } };
+    const status = await lockwarden(['status', 'cli-deploy', '--json'], withEnv);
     assert.equal(status.code, 0, status.stderr);
     const parsed = JSON.parse(status.stdout) as {
       state: string;
@@ -357,17 +357,17 @@ describe('PostgreSQL engine: command line', () => {
     assert.equal(parsed.state, 'exclusive');
     assert.equal(parsed.holders[0]?.user, 'deployer');
     assert.deepEqual(parsed.holders[0]?.info?.command, ['sh', '-c', 'echo ready; read done']);
-    const conflict = await locksmith(['run', '--store', pg.url, '-n', 'cli-deploy', '--', 'true']);
+    const conflict = await lockwarden(['run', '--store', pg.url, '-n', 'cli-deploy', '--', 'true']);
     assert.equal(conflict.code, 1);
     assert.match(conflict.stderr, /deployer/);
     holding.stdin?.end('\n');
     assert.equal(await exitOf(holding), 0);
-    const free = await locksmith(['run', '-n', 'cli-deploy', '--', 'true'], withEnv);
+    const free = await lockwarden(['run', '-n', 'cli-deploy', '--', 'true'], withEnv);
     assert.equal(free.code, 0, free.stderr);
   });
 
-  test('locksmith run stops its command when the lock is lost', async (t) => {
-    const namespace = 'locksmith'; // the command line's namespace
+  test('lockwarden run stops its command when the lock is lost', async (t) => {
+    const namespace = 'lockwarden'; // the command line's namespace
     const holding = await startHolding(t, [
       '--store',
       pg.url,
@@ -389,10 +389,10 @@ describe('PostgreSQL engine: command line', () => {
     assert.match(stderr, /lock on 'cli-lost' lost/);
   });
 
-  test("--namespace (or LOCKSMITH_NAMESPACE) puts the command line in the library's namespace", async (t) => {
+  test("--namespace (or LOCKWARDEN_NAMESPACE) puts the command line in the library's namespace", async (t) => {
     const { namespace, make } = setup(t);
     const h = await make().acquire('ns-job', EXCLUSIVE, { user: 'lib' });
-    const inside = await locksmith([
+    const inside = await lockwarden([
       '--store',
       pg.url,
       '--namespace',
@@ -405,17 +405,17 @@ describe('PostgreSQL engine: command line', () => {
     ]);
     assert.equal(inside.code, 1);
     assert.match(inside.stderr, /lib/);
-    const viaEnv = await locksmith(['status', 'ns-job', '--json'], {
-      env: { ...process.env, LOCKSMITH_STORE: pg.url, LOCKSMITH_NAMESPACE: namespace },
+    const viaEnv = await lockwarden(['status', 'ns-job', '--json'], {
+      env: { ...process.env, LOCKWARDEN_STORE: pg.url, LOCKWARDEN_NAMESPACE: namespace },
     });
     assert.equal((JSON.parse(viaEnv.stdout) as { state: string }).state, 'exclusive');
-    const elsewhere = await locksmith(['--store', pg.url, 'run', '-n', 'ns-job', '--', 'true']);
+    const elsewhere = await lockwarden(['--store', pg.url, 'run', '-n', 'ns-job', '--', 'true']);
     assert.equal(elsewhere.code, 0, 'the default namespace is another lock');
     await h.release();
   });
 
   test('an unreachable store exits 69 (EX_UNAVAILABLE) naming the host, not the password', async () => {
-    const r = await locksmith([
+    const r = await lockwarden([
       'run',
       '--store',
       'postgres://app:s3cret-pw@127.0.0.1:1/locks',

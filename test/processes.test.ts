@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
-import { LockManager, LockType } from 'locksmith';
+import { LockManager, LockType } from 'lockwarden';
 import { FIXTURES, HolderChild, NOBODY, tempRoot } from './helpers.js';
 
 const { SHARED, EXCLUSIVE } = LockType;

@@ -1,7 +1,7 @@
 /**
  * The shared-directory threat model (SECURITY.md), tested with a second uid (65534): what
  * another user of a sticky world-writable root can plant or forge must never make
- * locksmith follow it, hang on it, grant a lock twice, or report a holder that is not one.
+ * lockwarden follow it, hang on it, grant a lock twice, or report a holder that is not one.
  */
 import assert from 'node:assert/strict';
 import {
@@ -16,7 +16,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { LockManager, LockType, UnsafeLockFileError } from 'locksmith';
+import { LockManager, LockType, UnsafeLockFileError } from 'lockwarden';
 import { FIXTURES, HolderChild, NOBODY, run, startUntil, tempRoot } from './helpers.js';
 
 const { SHARED, EXCLUSIVE } = LockType;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { LockManager, LockType } from 'locksmith';
+import { LockManager, LockType } from 'lockwarden';
 import { FIXTURES, HolderChild, startUntil, tempRoot } from './helpers.js';
 
 const { SHARED, EXCLUSIVE } = LockType;

@@ -1,4 +1,4 @@
-// Bench worker for the Node lock libraries: locksmith (metadata on/off, file or PostgreSQL
+// Bench worker for the Node lock libraries: lockwarden (metadata on/off, file or PostgreSQL
 // engine) and proper-lockfile.
 // Same modes and line protocol as ref.c: node.mjs TOOL MODE PATH [ARGS...]
 import {
@@ -14,7 +14,7 @@ import {
 import { basename, dirname } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { LockManager } from 'locksmith';
+import { LockManager } from 'lockwarden';
 import properLockfile from 'proper-lockfile';
 
 const [tool, mode, path, ...args] = process.argv.slice(2);
@@ -42,11 +42,11 @@ function locker(file = path) {
       }
     };
   }
-  // locksmith-pg: the same id on the PostgreSQL server at $BENCH_PG_URL (loopback).
-  const store = tool === 'locksmith-pg' ? process.env.BENCH_PG_URL : dirname(dirname(path));
+  // lockwarden-pg: the same id on the PostgreSQL server at $BENCH_PG_URL (loopback).
+  const store = tool === 'lockwarden-pg' ? process.env.BENCH_PG_URL : dirname(dirname(path));
   const manager = new LockManager(store, {
     cleanupOnStart: false,
-    metadata: tool !== 'locksmith-bare',
+    metadata: tool !== 'lockwarden-bare',
   });
   const id = basename(path, '.lock');
   return async (exclusive, timeoutMs) => {

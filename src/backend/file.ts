@@ -140,7 +140,7 @@ export class FileEngine implements Engine {
       const e = err as NodeJS.ErrnoException;
       if (e.code === 'ENOENT') {
         throw new LockFileError(
-          `lock root '${this.root}' does not exist; create it first (locksmith creates only its .locks directory)`,
+          `lock root '${this.root}' does not exist; create it first (lockwarden creates only its .locks directory)`,
           this.root,
           e,
         );
@@ -443,7 +443,7 @@ export class FileEngine implements Engine {
     return status;
   }
 
-  /** The id a lock file stands for, or null for files locksmith did not name. */
+  /** The id a lock file stands for, or null for files lockwarden did not name. */
   #idOf(base: string, lockPath: string): string | null {
     if (!isHashedBase(base)) return idForBaseName(base);
     try {

@@ -65,7 +65,7 @@ export function fsError(err: unknown, what: string, path: string, need: Need, id
       );
     case 'ELOOP':
       return new UnsafeLockFileError(
-        `${what} '${path}': it is a symbolic link, which locksmith never follows; remove it`,
+        `${what} '${path}': it is a symbolic link, which lockwarden never follows; remove it`,
         path,
         id,
         e,

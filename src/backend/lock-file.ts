@@ -66,7 +66,7 @@ function requireRegular(fd: number, path: string, id?: string): void {
   if (st.isFile()) return;
   closeSync(fd);
   throw new UnsafeLockFileError(
-    `lock path '${path}' is not a regular file (${st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : 'a special file'}); locksmith refuses to lock it, remove it`,
+    `lock path '${path}' is not a regular file (${st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : 'a special file'}); lockwarden refuses to lock it, remove it`,
     path,
     id,
   );
@@ -88,7 +88,7 @@ export function ensureDir(dir: string, mode: number, id?: string): void {
   const st = lstatSync(dir);
   if (!st.isDirectory()) {
     throw new UnsafeLockFileError(
-      `lock directory '${dir}' is ${st.isSymbolicLink() ? 'a symbolic link' : 'not a directory'}; locksmith refuses to use it`,
+      `lock directory '${dir}' is ${st.isSymbolicLink() ? 'a symbolic link' : 'not a directory'}; lockwarden refuses to use it`,
       dir,
       id,
     );

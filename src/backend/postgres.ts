@@ -3,7 +3,7 @@
  *
  * Keys. An id maps to one 64-bit advisory-lock key: the first 8 bytes of
  * SHA-256(namespace, NUL, id), so namespaces never share keys. Every key in use has a row
- * in `locksmith_keys (namespace, key, id, token)`: the id it belongs to (two ids with one
+ * in `lockwarden_keys (namespace, key, id, token)`: the id it belongs to (two ids with one
  * key are refused with LockKeyCollisionError rather than silently made one lock) and the
  * id's fencing-token counter, which is never deleted.
  *
@@ -28,7 +28,7 @@
  * When a session ends without close() (server restart, `pg_terminate_backend`, network),
  * the server has released its locks: the manager marks their handles lost.
  *
- * Holder records: `locksmith_holders`, one row per holder in a manager, keyed by the
+ * Holder records: `lockwarden_holders`, one row per holder in a manager, keyed by the
  * holding session (backend pid and backend start time, so a reused pid cannot adopt
  * them). Status reports a row only while `pg_locks` shows that very session holding the
  * key; rows of ended sessions are ignored, and removed by cleanup.
@@ -42,9 +42,9 @@ import type { CleanupResult, LockHolder, LockStatus } from '../types.js';
 import { LockType } from '../types.js';
 import type { Attempt, Engine, EngineLock, HolderFacts } from './engine.js';
 
-export const DEFAULT_NAMESPACE = 'locksmith';
-export const KEYS_TABLE = 'locksmith_keys';
-export const HOLDERS_TABLE = 'locksmith_holders';
+export const DEFAULT_NAMESPACE = 'lockwarden';
+export const KEYS_TABLE = 'lockwarden_keys';
+export const HOLDERS_TABLE = 'lockwarden_holders';
 /** How often a backend blocked in a wait checks that its client is still there (ms). */
 const CONNECTION_CHECK_MS = 1000;
 /** Idle waiter sessions kept open for the next contended wait. */
@@ -155,7 +155,7 @@ export class PostgresEngine implements Engine {
       connectionString: url,
       keepAlive: true,
       keepAliveInitialDelayMillis: 10_000,
-      application_name: 'locksmith',
+      application_name: 'lockwarden',
     };
   }
 
@@ -575,7 +575,7 @@ export class PostgresEngine implements Engine {
       held = true;
       if (r.lock_mode === 'ExclusiveLock') exclusive = true;
       if (r.mode === null) {
-        // Held with no record: metadata off, or a session that is not locksmith.
+        // Held with no record: metadata off, or a session that is not lockwarden.
         holders.push({
           type: r.lock_mode === 'ExclusiveLock' ? LockType.EXCLUSIVE : LockType.SHARED,
           user: (r.usename as string | null) ?? null,

@@ -48,7 +48,7 @@ import {
 
 const RECORD_MODE = 0o644;
 export const RECORD_SUFFIX = '.rec';
-const MAGIC = 'LOCKSMITH-HOLDERS 1';
+const MAGIC = 'LOCKWARDEN-HOLDERS 1';
 
 /** The record this manager keeps for one id. */
 export class RecordFile {

@@ -1,4 +1,4 @@
-/** `locksmith status`, `list` and `clean`: what is held, by whom, and tidying up. */
+/** `lockwarden status`, `list` and `clean`: what is held, by whom, and tidying up. */
 import { LockManager } from '../manager.js';
 import type { LockStatus } from '../types.js';
 import { statusTable, table } from './format.js';

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-/** The `locksmith` command: argument parsing and exit codes; the work is in run.ts and inspect.ts. */
+/** The `lockwarden` command: argument parsing and exit codes; the work is in run.ts and inspect.ts. */
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { LockType } from '../types.js';
@@ -13,11 +13,11 @@ const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.ur
 };
 
 const RUN_USAGE =
-  'locksmith run [-s|-x] [-w SECONDS | -n] [-E CODE] [--root DIR | --store URL] [--user NAME] [--json] ID -- CMD [ARGS...]';
+  'lockwarden run [-s|-x] [-w SECONDS | -n] [-E CODE] [--root DIR | --store URL] [--user NAME] [--json] ID -- CMD [ARGS...]';
 
 function usage(message: string): never {
   throw new CliError(
-    `${message}\nusage: ${RUN_USAGE}\n       locksmith status [ID] [--json] | list [--json] | clean [--json]`,
+    `${message}\nusage: ${RUN_USAGE}\n       lockwarden status [ID] [--json] | list [--json] | clean [--json]`,
     EXIT.USAGE,
   );
 }
@@ -37,15 +37,15 @@ function exitCode(value: string): number {
 }
 
 const rootOption = () =>
-  new Option('--root <dir>', 'lock root (default: $LOCKSMITH_ROOT, else <tmpdir>/locksmith)');
+  new Option('--root <dir>', 'lock root (default: $LOCKWARDEN_ROOT, else <tmpdir>/lockwarden)');
 const storeOption = () =>
   new Option(
     '--store <url>',
-    'lock on a PostgreSQL server instead of a directory: postgres://user:pass@host/db (default: $LOCKSMITH_STORE)',
+    'lock on a PostgreSQL server instead of a directory: postgres://user:pass@host/db (default: $LOCKWARDEN_STORE)',
   ).conflicts('root');
 
 function program(): Command {
-  const cli = new Command('locksmith')
+  const cli = new Command('lockwarden')
     .description('Named shared/exclusive locks for scripts, with the holder shown')
     .version(pkg.version, '-V, --version')
     .enablePositionalOptions()
@@ -54,12 +54,12 @@ function program(): Command {
     .addOption(storeOption())
     .option(
       '--namespace <name>',
-      'PostgreSQL namespace, to keep applications apart (default: $LOCKSMITH_NAMESPACE, else locksmith)',
+      'PostgreSQL namespace, to keep applications apart (default: $LOCKWARDEN_NAMESPACE, else lockwarden)',
     );
   const where = (o: { root?: string; store?: string }) =>
     resolveStore(o, cli.opts<{ store?: string }>().store, process.env);
   const namespace = (): string | undefined =>
-    cli.opts<{ namespace?: string }>().namespace ?? (process.env.LOCKSMITH_NAMESPACE || undefined);
+    cli.opts<{ namespace?: string }>().namespace ?? (process.env.LOCKWARDEN_NAMESPACE || undefined);
 
   cli
     .command('run')
@@ -162,12 +162,12 @@ try {
       process.exitCode = 0;
     } else {
       process.stderr.write(
-        `locksmith: ${err.message.replace(/^error: /, '')}\nusage: ${RUN_USAGE}\n`,
+        `lockwarden: ${err.message.replace(/^error: /, '')}\nusage: ${RUN_USAGE}\n`,
       );
       process.exitCode = EXIT.USAGE;
     }
   } else {
-    process.stderr.write(`locksmith: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.stderr.write(`lockwarden: ${err instanceof Error ? err.message : String(err)}\n`);
     process.exitCode = exitCodeFor(err);
   }
 }

@@ -1,6 +1,6 @@
 /**
- * `locksmith run`: hold a lock while a command runs, the way util-linux flock(1) does —
- * the command inherits the locked descriptor (so it keeps the lock even if locksmith is
+ * `lockwarden run`: hold a lock while a command runs, the way util-linux flock(1) does —
+ * the command inherits the locked descriptor (so it keeps the lock even if lockwarden is
  * killed), its exit status becomes ours (128+N for signal N), and a conflict exits with
  * the conflict code without running anything — plus what flock cannot say: who holds it.
  */
@@ -21,7 +21,7 @@ export interface RunOptions {
   timeoutMs: number;
   conflictExitCode: number;
   root: string;
-  /** PostgreSQL namespace (`--namespace`, $LOCKSMITH_NAMESPACE); undefined: the default. */
+  /** PostgreSQL namespace (`--namespace`, $LOCKWARDEN_NAMESPACE); undefined: the default. */
   namespace?: string | undefined;
   user: string | undefined;
   json: boolean;
@@ -36,7 +36,7 @@ function signalExit(signal: NodeJS.Signals | null): number {
 }
 
 function say(line: string): void {
-  process.stderr.write(`locksmith: ${line}\n`);
+  process.stderr.write(`lockwarden: ${line}\n`);
 }
 
 /** Runs the command under the lock; resolves with the exit code for the process. */
@@ -107,7 +107,7 @@ async function waitFor(
   if (!o.json) {
     if (tty) {
       const render = async () => {
-        const line = `locksmith: waiting ${duration(Date.now() - started)} for ${o.type} lock: ${await describe()}`;
+        const line = `lockwarden: waiting ${duration(Date.now() - started)} for ${o.type} lock: ${await describe()}`;
         const width = process.stderr.columns || 80;
         process.stderr.write(
           `\r\x1b[2K${line.length >= width ? `${line.slice(0, width - 2)}…` : line}`,

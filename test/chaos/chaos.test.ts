@@ -10,8 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { type ChaosReport, check, type Sample } from './check.js';
 
 const RUN = fileURLToPath(new URL('./run.js', import.meta.url));
-const SEED = Number(process.env.LOCKSMITH_CHAOS_SEED ?? 20261123);
-const SECONDS = Number(process.env.LOCKSMITH_CHAOS_SECONDS ?? 60);
+const SEED = Number(process.env.LOCKWARDEN_CHAOS_SEED ?? 20261123);
+const SECONDS = Number(process.env.LOCKWARDEN_CHAOS_SECONDS ?? 60);
 
 const line = (o: object) => `${JSON.stringify(o)}\n`;
 const sect = (
@@ -115,7 +115,7 @@ test(`chaos: ${SECONDS} s of killed holders, cleanup, timeouts and aborts, with 
   child.stdout.on('data', (d: Buffer) => {
     out += d.toString();
   });
-  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
   const report = JSON.parse(out.trim().split('\n').pop() as string) as ChaosReport & {
     seed: number;
   };

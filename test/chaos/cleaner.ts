@@ -1,5 +1,5 @@
 /** A chaos cleaner: cleanupStaleLocks() in a loop, racing every acquirer, until killed. */
-import { LockManager } from 'locksmith';
+import { LockManager } from 'lockwarden';
 import { Journal } from './journal.js';
 import { Random } from './random.js';
 

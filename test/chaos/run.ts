@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { LockManager } from 'locksmith';
+import { LockManager } from 'lockwarden';
 import { type ChaosReport, check, type Sample } from './check.js';
 import { Journal, now } from './journal.js';
 import { deriveSeed, Random } from './random.js';
@@ -42,7 +42,7 @@ const IDS = ['alpha', 'beta', 'gamma', 'scan/δ 1'];
 const here = fileURLToPath(new URL('.', import.meta.url));
 const random = new Random(seed);
 
-const base = mkdtempSync(join(tmpdir(), 'locksmith-chaos-'));
+const base = mkdtempSync(join(tmpdir(), 'lockwarden-chaos-'));
 chmodSync(base, 0o755);
 const root = join(base, 'root');
 const counters = join(base, 'counters');

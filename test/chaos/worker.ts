@@ -6,7 +6,7 @@
 import { openSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { isMainThread, threadId, Worker, workerData } from 'node:worker_threads';
-import { type LockHandle, LockManager, LockType } from 'locksmith';
+import { type LockHandle, LockManager, LockType } from 'lockwarden';
 import { Journal, now } from './journal.js';
 import { deriveSeed, Random } from './random.js';
 
