@@ -1,3 +1,4 @@
+import { printable } from './printable.js';
 import type { LockHolder, LockType } from './types.js';
 
 /** Context every lockwarden error may carry. */
@@ -7,14 +8,18 @@ export interface LockErrorDetails {
   cause?: unknown;
 }
 
-/** Base class of every error lockwarden throws; `code` is stable and documented. */
+/**
+ * Base class of every error lockwarden throws; `code` is stable and documented. Its message
+ * is printable (see printable.ts): it quotes ids, user and host names that other users
+ * chose, and messages end up on terminals. The properties keep the exact values.
+ */
 export class LockError extends Error {
   readonly code: string;
   readonly id: string | undefined;
   readonly path: string | undefined;
 
   constructor(message: string, code = 'ELOCK', details: LockErrorDetails = {}) {
-    super(message, details.cause === undefined ? undefined : { cause: details.cause });
+    super(printable(message), details.cause === undefined ? undefined : { cause: details.cause });
     this.name = new.target.name;
     this.code = code;
     this.id = details.id;
@@ -31,7 +36,7 @@ export class LockTimeoutError extends LockError {
   readonly holders: LockHolder[];
 
   constructor(id: string, type: LockType, waitedMs: number, holders: LockHolder[], path?: string) {
-    const who = holders.length > 0 ? `held ${holders.map(describeHolder).join('; ')}` : 'held';
+    const who = holders.length > 0 ? `held ${holders.map(holderWords).join('; ')}` : 'held';
     super(
       `timed out after ${Math.round(waitedMs)} ms waiting for ${type === 'exclusive' ? 'an' : 'a'} ${type} lock on '${id}': ${who}`,
       'ELOCKTIMEOUT',
@@ -117,8 +122,16 @@ export class LockFileError extends LockError {
   }
 }
 
-/** One holder in words: `(exclusive) by alice, pid 4242 on build-1, since 2026-…`. */
+/**
+ * One holder in words: `(exclusive) by alice, pid 4242 on build-1, since 2026-…`, printable
+ * (another user chose the names in it).
+ */
 export function describeHolder(h: LockHolder): string {
+  return printable(holderWords(h));
+}
+
+/** describeHolder before escaping, for messages (LockError escapes a whole message once). */
+function holderWords(h: LockHolder): string {
   let text = `(${h.type}) by ${h.user ?? 'an unknown user'}`;
   if (h.pid !== null) text += `, pid ${h.pid}`;
   if (h.hostname !== null) text += ` on ${h.hostname}`;

@@ -17,6 +17,7 @@ export { LockHandle } from './handle.js';
 export { channels } from './log.js';
 export { LockManager } from './manager.js';
 export type { AcquireOptions, LockManagerOptions } from './options.js';
+export { printable, printableJson } from './printable.js';
 export { sharedRoot } from './shared-root.js';
 export {
   type CleanupResult,

@@ -1,5 +1,6 @@
 /** How the CLI shows holders: one-line reports and tables. */
 import Table from 'cli-table3';
+import { printable } from '../printable.js';
 import type { LockHolder, LockStatus } from '../types.js';
 
 function pad(n: number): string {
@@ -24,8 +25,8 @@ export function duration(ms: number): string {
   return `${Math.floor(s / 86_400)}d${pad(Math.floor((s % 86_400) / 3600))}h`;
 }
 
-/** `(exclusive) by alice, pid 4242 on build-1, since 12:00:03 (for 41s)` */
-export function holderLine(h: LockHolder, now = new Date()): string {
+/** `(exclusive) by alice, pid 4242 on build-1, since 12:00:03 (for 41s)`, not yet escaped. */
+function holderLine(h: LockHolder, now = new Date()): string {
   let text = `(${h.type}) by ${h.user ?? 'an unknown user'}`;
   if (h.pid !== null) text += `, pid ${h.pid}`;
   if (h.hostname !== null) text += ` on ${h.hostname}`;
@@ -35,7 +36,7 @@ export function holderLine(h: LockHolder, now = new Date()): string {
   return text;
 }
 
-/** `'deploy' is held (exclusive) by alice, …` */
+/** `'deploy' is held (exclusive) by alice, …`; raw: escape it where it is printed. */
 export function heldLine(id: string, holders: LockHolder[], now = new Date()): string {
   if (holders.length === 0) return `'${id}' is held`;
   return `'${id}' is held ${holders.map((h) => holderLine(h, now)).join('; ')}`;
@@ -59,14 +60,17 @@ const PLAIN = {
   middle: '  ',
 };
 
-/** A borderless, left-aligned table, as `ps` and `lslocks` print. */
+/**
+ * A borderless, left-aligned table, as `ps` and `lslocks` print. Every cell is made
+ * printable, so a name with a newline or an escape sequence stays inside its one row.
+ */
 export function table(head: string[], rows: (string | number)[][]): string {
   const t = new Table({
     head,
     chars: PLAIN,
     style: { head: [], border: [], 'padding-left': 0, 'padding-right': 0 },
   });
-  t.push(...rows);
+  t.push(...rows.map((row) => row.map((cell) => printable(String(cell)))));
   return t
     .toString()
     .split('\n')

@@ -1,5 +1,6 @@
 /** `lockwarden status`, `list` and `clean`: what is held, by whom, and tidying up. */
 import { LockManager } from '../manager.js';
+import { printable, printableJson } from '../printable.js';
 import type { LockStatus } from '../types.js';
 import { statusTable, table } from './format.js';
 
@@ -31,8 +32,9 @@ export function status(
   return withManager(root, namespace, async (manager) => {
     const result: LockStatus | LockStatus[] =
       id === undefined ? await manager.listLocks() : await manager.getLockStatus(id);
-    if (json) print(JSON.stringify(result));
-    else if (Array.isArray(result) && result.length === 0) print(`no locks in ${manager.root}`);
+    if (json) print(printableJson(result));
+    else if (Array.isArray(result) && result.length === 0)
+      print(printable(`no locks in ${manager.root}`));
     else print(statusTable(Array.isArray(result) ? result : [result]));
   });
 }
@@ -40,8 +42,8 @@ export function status(
 export function list(root: string, json: boolean, namespace?: string): Promise<number> {
   return withManager(root, namespace, async (manager) => {
     const locks = await manager.listLocks();
-    if (json) print(JSON.stringify(locks));
-    else if (locks.length === 0) print(`no locks in ${manager.root}`);
+    if (json) print(printableJson(locks));
+    else if (locks.length === 0) print(printable(`no locks in ${manager.root}`));
     else
       print(
         table(
@@ -54,13 +56,13 @@ export function list(root: string, json: boolean, namespace?: string): Promise<n
 
 /** `removed 2: a, b` */
 function counted(label: string, ids: string[]): string {
-  return `${label} ${ids.length}${ids.length > 0 ? `: ${ids.join(', ')}` : ''}`;
+  return printable(`${label} ${ids.length}${ids.length > 0 ? `: ${ids.join(', ')}` : ''}`);
 }
 
 export function clean(root: string, json: boolean, namespace?: string): Promise<number> {
   return withManager(root, namespace, async (manager) => {
     const result = await manager.cleanupStaleLocks();
-    if (json) print(JSON.stringify(result));
+    if (json) print(printableJson(result));
     else print(`${counted('removed', result.removed)}\n${counted('active', result.active)}`);
   });
 }

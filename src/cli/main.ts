@@ -2,6 +2,8 @@
 /** The `lockwarden` command: argument parsing and exit codes; the work is in run.ts and inspect.ts. */
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
+import { LockError } from '../errors.js';
+import { printable } from '../printable.js';
 import { LockType } from '../types.js';
 import { CliError, EXIT, exitCodeFor } from './exit.js';
 import { clean, list, status } from './inspect.js';
@@ -162,12 +164,17 @@ try {
       process.exitCode = 0;
     } else {
       process.stderr.write(
-        `lockwarden: ${err.message.replace(/^error: /, '')}\nusage: ${RUN_USAGE}\n`,
+        `lockwarden: ${printable(err.message.replace(/^error: /, ''))}\nusage: ${RUN_USAGE}\n`,
       );
       process.exitCode = EXIT.USAGE;
     }
   } else {
-    process.stderr.write(`lockwarden: ${err instanceof Error ? err.message : String(err)}\n`);
+    // A LockError's message is printable already; anything else may quote what a user typed.
+    const message =
+      err instanceof LockError
+        ? err.message
+        : printable(String(err instanceof Error ? err.message : err));
+    process.stderr.write(`lockwarden: ${message}\n`);
     process.exitCode = exitCodeFor(err);
   }
 }

@@ -9,6 +9,7 @@ import { constants } from 'node:os';
 import { LockAbortedError, LockTimeoutError } from '../errors.js';
 import { kDescriptors, type LockHandle } from '../handle.js';
 import { LockManager } from '../manager.js';
+import { printable, printableJson } from '../printable.js';
 import type { LockHolder, LockType } from '../types.js';
 import { EXIT } from './exit.js';
 import { duration, heldLine } from './format.js';
@@ -35,8 +36,9 @@ function signalExit(signal: NodeJS.Signals | null): number {
   return 128 + (signal === null ? 0 : (constants.signals[signal] ?? 0));
 }
 
+/** One line on stderr; escaped, since ids and holder names may come from other users. */
 function say(line: string): void {
-  process.stderr.write(`lockwarden: ${line}\n`);
+  process.stderr.write(`lockwarden: ${printable(line)}\n`);
 }
 
 /** Runs the command under the lock; resolves with the exit code for the process. */
@@ -89,7 +91,7 @@ async function conflict(
   holders: LockHolder[] | null,
 ): Promise<number> {
   const status = await manager.getLockStatus(o.id);
-  if (o.json) process.stderr.write(`${JSON.stringify({ ...status, requested: o.type })}\n`);
+  if (o.json) process.stderr.write(`${printableJson({ ...status, requested: o.type })}\n`);
   else say(heldLine(o.id, holders ?? status.holders));
   return o.conflictExitCode;
 }
@@ -107,7 +109,7 @@ async function waitFor(
   if (!o.json) {
     if (tty) {
       const render = async () => {
-        const line = `lockwarden: waiting ${duration(Date.now() - started)} for ${o.type} lock: ${await describe()}`;
+        const line = `lockwarden: waiting ${duration(Date.now() - started)} for ${o.type} lock: ${printable(await describe())}`;
         const width = process.stderr.columns || 80;
         process.stderr.write(
           `\r\x1b[2K${line.length >= width ? `${line.slice(0, width - 2)}…` : line}`,
