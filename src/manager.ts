@@ -14,9 +14,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { join, resolve } from 'node:path';
-import type { Attempt, Engine, EngineLock, HolderFacts } from './backend/engine.js';
-import { FileEngine } from './backend/file.js';
-import { DEFAULT_NAMESPACE, isStoreUrl, PostgresEngine } from './backend/postgres.js';
+import type { Attempt, Engine, EngineLock, HolderFacts } from './engine.js';
 import {
   InvalidOptionError,
   LockAbortedError,
@@ -25,6 +23,7 @@ import {
   LockTimeoutError,
   LockUpgradeError,
 } from './errors.js';
+import { FileEngine } from './file/engine.js';
 import { kLose, kSetToken, LockHandle } from './handle.js';
 import { validateId } from './ids.js';
 import { channels, Log } from './log.js';
@@ -35,6 +34,7 @@ import {
   checkType,
   type LockManagerOptions,
 } from './options.js';
+import { DEFAULT_NAMESPACE, isStoreUrl, PostgresEngine } from './postgres/engine.js';
 import { currentIdentity } from './sys/users.js';
 import { isPromise, setLongTimeout } from './timer.js';
 import { type CleanupResult, type LockStatus, LockType } from './types.js';

@@ -6,8 +6,8 @@
 import { chmodSync, lstatSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { fsError } from './backend/fs-errors.js';
 import { UnsafeLockFileError } from './errors.js';
+import { fsError } from './file/fs-errors.js';
 
 const SHARED_MODE = 0o1777;
 

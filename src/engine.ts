@@ -4,7 +4,7 @@
  * hosts, holding at most one lock per id per manager, in the mode that covers every
  * in-memory holder.
  */
-import type { CleanupResult, LockHolder, LockStatus, LockType } from '../types.js';
+import type { CleanupResult, LockHolder, LockStatus, LockType } from './types.js';
 
 export type MaybePromise<T> = T | Promise<T>;
 

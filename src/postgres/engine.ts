@@ -37,10 +37,10 @@ import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { threadId } from 'node:worker_threads';
 import pg from 'pg';
+import type { Attempt, Engine, EngineLock, HolderFacts } from '../engine.js';
 import { InvalidOptionError, LockKeyCollisionError, LockStoreError } from '../errors.js';
 import type { CleanupResult, LockHolder, LockStatus } from '../types.js';
 import { LockType } from '../types.js';
-import type { Attempt, Engine, EngineLock, HolderFacts } from './engine.js';
 
 export const DEFAULT_NAMESPACE = 'lockwarden';
 export const KEYS_TABLE = 'lockwarden_keys';

@@ -33,6 +33,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import type { Attempt, Engine, EngineLock, HolderFacts } from '../engine.js';
 import { LockFileError } from '../errors.js';
 import {
   baseNameForId,
@@ -47,7 +48,6 @@ import { type KernelLock, KernelTable } from '../sys/proc-locks.js';
 import { currentIdentity, processOwner, userName } from '../sys/users.js';
 import type { CleanupResult, LockHolder, LockStatus } from '../types.js';
 import { LockType } from '../types.js';
-import type { Attempt, Engine, EngineLock, HolderFacts } from './engine.js';
 import { fsError } from './fs-errors.js';
 import {
   ensureDir,

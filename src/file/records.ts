@@ -31,11 +31,11 @@ import {
 import { join } from 'node:path';
 import { threadId } from 'node:worker_threads';
 import { crc32 } from 'node:zlib';
+import type { HolderFacts } from '../engine.js';
 import { tryLockFd, unlockFd } from '../sys/flock.js';
 import { currentIdentity } from '../sys/users.js';
 import type { LockHolder } from '../types.js';
 import { LockType } from '../types.js';
-import type { HolderFacts } from './engine.js';
 import {
   CREATE_RECORD,
   ensureDir,
