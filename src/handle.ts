@@ -9,6 +9,8 @@ export const kDescriptors = Symbol('lockwarden.descriptors');
 export const kLose = Symbol('lockwarden.lose');
 /** @internal Sets the fencing token once the engine has issued it. */
 export const kSetToken = Symbol('lockwarden.setToken');
+/** @internal The fencing token if it was issued already; never issues one (see token). */
+export const kIssuedToken = Symbol('lockwarden.issuedToken');
 
 /** A granted lock. Release it with `release()` or `await using`. */
 export class LockHandle implements AsyncDisposable {
@@ -87,6 +89,11 @@ export class LockHandle implements AsyncDisposable {
   [kSetToken](token: number | (() => number)): void {
     if (typeof token === 'number') this.#token = token;
     else this.#tokenOnDemand = token;
+  }
+
+  /** @internal Undefined while an on-demand token has not been issued: observers use this. */
+  [kIssuedToken](): number | undefined {
+    return this.#tokenOnDemand === null ? this.#token : undefined;
   }
 
   /** @internal */

@@ -23,10 +23,10 @@ import {
   LockTimeoutError,
   LockUpgradeError,
 } from './errors.js';
+import { Events } from './events.js';
 import { FileEngine } from './file/engine.js';
-import { kLose, kSetToken, LockHandle } from './handle.js';
+import { kIssuedToken, kLose, kSetToken, LockHandle } from './handle.js';
 import { validateId } from './ids.js';
-import { channels, Log } from './log.js';
 import {
   type AcquireOptions,
   checkAcquireOptions,
@@ -96,7 +96,7 @@ export class LockManager implements AsyncDisposable {
   readonly #cleanupOnStart: boolean;
   readonly #metadata: boolean;
   readonly #user: string;
-  readonly #log: Log;
+  readonly #events: Events;
   readonly #states = new Map<string, IdState>();
   readonly #handles = new Set<LockHandle>();
   /** The locks the current async call chain holds through withLock, by id. */
@@ -128,7 +128,7 @@ export class LockManager implements AsyncDisposable {
     this.#cleanupOnStart = o.cleanupOnStart ?? true;
     this.#metadata = o.metadata ?? true;
     this.#user = o.user ?? currentIdentity().user;
-    this.#log = new Log(o.logger);
+    this.#events = new Events(o.logger);
   }
 
   #init(): Promise<void> {
@@ -137,9 +137,9 @@ export class LockManager implements AsyncDisposable {
       if (this.#cleanupOnStart) {
         try {
           const result = await this.#engine.cleanup();
-          this.#log.debug({ ...result }, 'stale lock cleanup on start');
+          if (this.#events.wants('cleanup')) this.#events.emit('cleanup', result);
         } catch (err) {
-          this.#log.warn({ err }, 'stale lock cleanup on start failed');
+          this.#events.warn({ err }, 'stale lock cleanup on start failed');
         }
       }
       this.#initialized = true;
@@ -217,7 +217,7 @@ export class LockManager implements AsyncDisposable {
       result = await this.#context.run(chain, fn, handle);
     } catch (err) {
       await handle.release().catch((releaseErr: unknown) => {
-        this.#log.warn({ id, err: releaseErr }, 'release after a failed callback failed');
+        this.#events.warn({ id, err: releaseErr }, 'release after a failed callback failed');
       });
       throw err;
     }
@@ -300,7 +300,8 @@ export class LockManager implements AsyncDisposable {
         return;
       }
       state.queue.push(waiter);
-      if (this.#log.debugEnabled) this.#log.debug({ id: state.id, type, timeout }, 'lock attempt');
+      if (this.#events.wants('attempt'))
+        this.#events.emit('attempt', { id: state.id, type, timeout });
       void this.#pump(state);
       // Most grants happen right there, synchronously: only a waiter still queued needs
       // its timer and abort listener.
@@ -413,7 +414,7 @@ export class LockManager implements AsyncDisposable {
       const done = attempt.cancel();
       if (isPromise(done)) await done;
     } catch (err) {
-      this.#log.warn({ id: state.id, err }, 'cancelling a lock attempt failed');
+      this.#events.warn({ id: state.id, err }, 'cancelling a lock attempt failed');
     }
   }
 
@@ -498,7 +499,7 @@ export class LockManager implements AsyncDisposable {
         else void written.then(() => this.#handOver(state, waiter, handle, waitedMs));
       },
       (err: unknown) => {
-        this.#log.warn({ id: state.id, err }, 'could not issue a fencing token');
+        this.#events.warn({ id: state.id, err }, 'could not issue a fencing token');
         void handle.release();
         waiter.reject(err);
       },
@@ -513,10 +514,16 @@ export class LockManager implements AsyncDisposable {
 
   #handOver(state: IdState, waiter: Waiter, handle: LockHandle, waitedMs: number): void {
     const { type } = handle;
-    if (this.#log.debugEnabled)
-      this.#log.debug({ id: state.id, type, waitedMs, token: handle.token }, 'lock granted');
-    if (channels.acquire.hasSubscribers)
-      channels.acquire.publish({ id: state.id, type, waitedMs, token: handle.token });
+    if (this.#events.wants('acquire')) {
+      // Only a token already issued: reading handle.token would issue one (a counter write).
+      const token = handle[kIssuedToken]();
+      this.#events.emit(
+        'acquire',
+        token === undefined
+          ? { id: state.id, type, waitedMs }
+          : { id: state.id, type, waitedMs, token },
+      );
+    }
     waiter.resolve(handle);
   }
 
@@ -531,9 +538,7 @@ export class LockManager implements AsyncDisposable {
         if (handle.id !== lock.id) continue;
         handle[kLose](error, true);
       }
-      this.#log.warn({ id: lock.id, err: cause }, 'lock lost: the session holding it ended');
-      if (channels.lost.hasSubscribers)
-        channels.lost.publish({ id: lock.id, type: lock.mode, error });
+      this.#events.emit('lost', { id: lock.id, type: lock.mode, error });
     }
   }
 
@@ -551,7 +556,7 @@ export class LockManager implements AsyncDisposable {
   }
 
   #recordFailed(state: IdState, err: unknown): void {
-    this.#log.warn(
+    this.#events.warn(
       { id: state.id, err },
       'could not write holder record; status shows this holder from the kernel only',
     );
@@ -563,10 +568,8 @@ export class LockManager implements AsyncDisposable {
     else state.exclusive = false;
     if (state.facts.delete(handle)) state.recordDirty = true;
     const heldMs = Date.now() - handle.acquiredAt.getTime();
-    if (this.#log.debugEnabled)
-      this.#log.debug({ id: state.id, type: handle.type, heldMs }, 'lock released');
-    if (channels.release.hasSubscribers)
-      channels.release.publish({ id: state.id, type: handle.type, heldMs });
+    if (this.#events.wants('release'))
+      this.#events.emit('release', { id: state.id, type: handle.type, heldMs });
     if (!state.idle) {
       // Others of this manager still hold it: rewrite the record once for a burst of releases.
       if (state.recordDirty) queueMicrotask(() => this.#writeRecord(state));
@@ -607,10 +610,12 @@ export class LockManager implements AsyncDisposable {
     try {
       const done = this.#engine.unlock(lock);
       if (isPromise(done)) {
-        return done.catch((err: unknown) => this.#log.warn({ id: lock.id, err }, 'unlock failed'));
+        return done.catch((err: unknown) =>
+          this.#events.warn({ id: lock.id, err }, 'unlock failed'),
+        );
       }
     } catch (err) {
-      this.#log.warn({ id: lock.id, err }, 'unlock failed');
+      this.#events.warn({ id: lock.id, err }, 'unlock failed');
     }
     return undefined;
   }
@@ -625,10 +630,8 @@ export class LockManager implements AsyncDisposable {
     if (why === 'timeout') {
       this.#rejectTimeout(state, waiter);
     } else if (why === 'abort') {
-      if (this.#log.debugEnabled)
-        this.#log.debug({ id: state.id, type: waiter.type, waitedMs }, 'lock wait aborted');
-      if (channels.abort.hasSubscribers)
-        channels.abort.publish({ id: state.id, type: waiter.type, waitedMs });
+      if (this.#events.wants('abort'))
+        this.#events.emit('abort', { id: state.id, type: waiter.type, waitedMs });
       waiter.reject(new LockAbortedError(state.id, waiter.type, waiter.options.signal?.reason));
     } else {
       waiter.reject(why);
@@ -639,10 +642,8 @@ export class LockManager implements AsyncDisposable {
 
   #rejectTimeout(state: IdState, waiter: Waiter): void {
     const waitedMs = performance.now() - waiter.startedAt;
-    if (this.#log.debugEnabled)
-      this.#log.debug({ id: state.id, type: waiter.type, waitedMs }, 'lock wait timed out');
-    if (channels.timeout.hasSubscribers)
-      channels.timeout.publish({ id: state.id, type: waiter.type, waitedMs });
+    if (this.#events.wants('timeout'))
+      this.#events.emit('timeout', { id: state.id, type: waiter.type, waitedMs });
     const path = this.#engine.locationOf(state.id);
     this.#engine.status(state.id).then(
       (s) => waiter.reject(new LockTimeoutError(state.id, waiter.type, waitedMs, s.holders, path)),
@@ -651,8 +652,6 @@ export class LockManager implements AsyncDisposable {
   }
 
   #publishWait(state: IdState, head: Waiter): void {
-    if (this.#log.debugEnabled)
-      this.#log.debug({ id: state.id, type: head.type }, 'lock busy, waiting');
-    if (channels.wait.hasSubscribers) channels.wait.publish({ id: state.id, type: head.type });
+    if (this.#events.wants('wait')) this.#events.emit('wait', { id: state.id, type: head.type });
   }
 }
