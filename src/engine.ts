@@ -58,7 +58,7 @@ export interface Engine {
    */
   onLost?: (locks: EngineLock[], cause: Error) => void;
   /** Publishes who holds `lock` in this manager; an empty list withdraws the record. */
-  setHolders(lock: EngineLock, holders: HolderFacts[]): MaybePromise<void>;
+  writeRecord(lock: EngineLock, facts: HolderFacts[]): MaybePromise<void>;
   /** Local descriptors a child process must inherit to keep holding `lock` (none for remote engines). */
   descriptorsOf(lock: EngineLock): number[];
   status(id: string): Promise<LockStatus>;

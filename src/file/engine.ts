@@ -289,13 +289,13 @@ export class FileEngine implements Engine {
     this.slots.release(slot);
   }
 
-  setHolders(lock: EngineLock, holders: HolderFacts[]): void {
+  writeRecord(lock: EngineLock, facts: HolderFacts[]): void {
     const { slot } = lock as FileLock;
     const record = slot.record;
     if (record === null) return;
-    if (holders.length > 0) {
+    if (facts.length > 0) {
       try {
-        record.publish(holders);
+        record.publish(facts);
       } catch (err) {
         throw fsError(
           err,

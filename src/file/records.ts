@@ -69,10 +69,10 @@ export class RecordFile {
    * Publishes `holders` (a non-empty list). Throws the OS error if the record cannot be
    * written; the lock itself is not affected.
    */
-  publish(holders: HolderFacts[]): void {
+  publish(facts: HolderFacts[]): void {
     for (let attempt = 0; ; attempt++) {
       if (this.fd < 0) this.#create();
-      this.#write(holders);
+      this.#write(facts);
       // Only our own close or a hand that may delete our files unnames a locked record;
       // then start a new one. Checked at most once a second.
       const now = performance.now();
@@ -111,7 +111,7 @@ export class RecordFile {
     this.#checkedAt = Number.NEGATIVE_INFINITY;
   }
 
-  #write(holders: HolderFacts[]): void {
+  #write(facts: HolderFacts[]): void {
     if (this.#prefix === null) {
       const me = currentIdentity();
       const who = JSON.stringify({
@@ -123,7 +123,7 @@ export class RecordFile {
       });
       this.#prefix = `${who.slice(0, -1)},"holders":`;
     }
-    const body = `${this.#prefix}${JSON.stringify(holders)}}`;
+    const body = `${this.#prefix}${JSON.stringify(facts)}}`;
     writeSync(this.fd, `${MAGIC} ${Buffer.byteLength(body)} ${crc32(body)}\n${body}`, 0, 'utf8');
   }
 

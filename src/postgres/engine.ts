@@ -486,17 +486,17 @@ export class PostgresEngine implements Engine {
     }
   }
 
-  async setHolders(lock: EngineLock, holders: HolderFacts[]): Promise<void> {
+  async writeRecord(lock: EngineLock, facts: HolderFacts[]): Promise<void> {
     const l = lock as PgLock;
     if (l.session.dead) return;
     const params: unknown[] = [this.namespace, l.key, l.session.pid, l.session.started];
-    l.withdraw = holders.length === 0;
-    if (holders.length === 0 && l.session.held.has(l)) {
+    l.withdraw = facts.length === 0;
+    if (facts.length === 0 && l.session.held.has(l)) {
       // Still held: the manager either unlocks next (which withdraws the rows with it) or
       // grants again (whose rows replace these). A released lock's rows go at once.
       return;
     }
-    if (holders.length === 0) {
+    if (facts.length === 0) {
       await this.#query(
         l.session,
         `DELETE FROM ${HOLDERS_TABLE} WHERE namespace = $1 AND key = $2 AND backend_pid = $3 AND backend_start = $4`,
@@ -507,7 +507,7 @@ export class PostgresEngine implements Engine {
       return;
     }
     const host = hostname();
-    const rows = holders.map((h) => ({
+    const rows = facts.map((h) => ({
       mode: h.type,
       user: h.user,
       acquired_at: h.acquiredAt,
