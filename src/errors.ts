@@ -172,3 +172,15 @@ export class LockLostError extends LockError {
     super(`the lock on '${id}' was lost: ${why}`, 'ELOCKLOST', { id, cause });
   }
 }
+
+/** @internal The `code` of an OS or driver error (`'ENOENT'`, a SQLSTATE), if it has one. */
+export function codeOf(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null | undefined)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/** @internal True when `err` carries one of `codes` (see codeOf). */
+export function isErrno(err: unknown, ...codes: string[]): boolean {
+  const code = codeOf(err);
+  return code !== undefined && codes.includes(code);
+}

@@ -135,3 +135,15 @@ export class SlotCache {
     this.#idle.clear();
   }
 }
+
+/** A lock the file engine granted: the lock file of `slot`, flocked in `mode`. */
+export class FileLock {
+  /** The counter as of this grant (read once per engine lock), -1 if it cannot be stored. */
+  token: number | null = null;
+
+  constructor(
+    readonly id: string,
+    readonly mode: LockType,
+    readonly slot: Slot,
+  ) {}
+}
