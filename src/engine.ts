@@ -54,10 +54,14 @@ export interface Engine {
   readonly tokensOnDemand?: boolean;
   /**
    * Set by the manager: the engine calls it when locks it held are gone without an unlock
-   * (the session holding them ended). The manager then marks their handles lost.
+   * (a PostgreSQL session ended; a lock file was deleted or replaced while held). The
+   * manager then marks their handles lost.
    */
   onLost?: (locks: EngineLock[], cause: Error) => void;
-  /** Publishes who holds `lock` in this manager; an empty list withdraws the record. */
+  /**
+   * Publishes the facts of this manager's holders under `lock` as its record (a record
+   * file, holder rows); an empty list withdraws the record.
+   */
   writeRecord(lock: EngineLock, facts: HolderFacts[]): MaybePromise<void>;
   /** Local descriptors a child process must inherit to keep holding `lock` (none for remote engines). */
   descriptorsOf(lock: EngineLock): number[];

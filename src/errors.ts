@@ -163,9 +163,11 @@ export class LockKeyCollisionError extends LockError {
 }
 
 /**
- * A held lock was lost without being released: the session holding it ended (server
- * restart, `pg_terminate_backend`, network failure), or the manager was closed. It is the
- * `reason` of the handle's `signal`.
+ * A held lock was lost without being released: the PostgreSQL session holding it ended
+ * (server restart, `pg_terminate_backend`, network failure), or its lock file was deleted
+ * or replaced while held. It is then the `reason` of the handle's `signal` (a manager's
+ * `close()` aborts the signals of the handles it still holds with LockManagerClosedError
+ * instead, and does not mark them lost).
  */
 export class LockLostError extends LockError {
   constructor(id: string, why: string, cause?: unknown) {

@@ -69,8 +69,9 @@ export class LockHandle implements AsyncDisposable {
 
   /**
    * True once the lock was lost without `release()`: the PostgreSQL session holding it
-   * ended (server restart, `pg_terminate_backend`, network failure). Work the lock
-   * protects must stop; `signal` fires at the same moment.
+   * ended (server restart, `pg_terminate_backend`, network failure), or the lock file was
+   * deleted or replaced while held (the file engine checks about once a second). Work the
+   * lock protects must stop; `signal` fires at the same moment.
    */
   get lost(): boolean {
     return this.#lost;

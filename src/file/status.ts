@@ -77,9 +77,8 @@ function statusOf(
   try {
     lockStat = lstatSync(key.lockPath);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+    if (!isErrno(err, 'ENOENT'))
       throw fsError(err, 'cannot read lock file', key.lockPath, 'read', key.id);
-    }
     return status;
   }
   const records = readRecords(key.holdersDir);
