@@ -11,11 +11,14 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { join, resolve } from 'node:path';
 import type { Engine } from './engine.js';
 import {
+  abortedMessage,
+  closedMessage,
   InvalidOptionError,
   LockAbortedError,
   LockManagerClosedError,
   LockTimeoutError,
   LockUpgradeError,
+  upgradeMessage,
 } from './errors.js';
 import { Events } from './events.js';
 import { FileEngine } from './file/engine.js';
@@ -113,7 +116,7 @@ export class LockManager implements AsyncDisposable {
     checkType(type);
     const opts = checkAcquireOptions(options);
     const timeout = opts.timeout ?? this.#defaultTimeout;
-    if (this.#closed) throw new LockManagerClosedError();
+    if (this.#closed) throw new LockManagerClosedError(closedMessage());
     const outer = this.#context.getStore()?.get(id);
     if (outer !== undefined && !outer.released) {
       if (outer.type === LockType.EXCLUSIVE || type === LockType.SHARED) {
@@ -121,11 +124,12 @@ export class LockManager implements AsyncDisposable {
         nested[kSetToken](() => outer.token); // the grant it rides on
         return nested;
       }
-      throw new LockUpgradeError(id);
+      throw new LockUpgradeError(upgradeMessage(id), { id });
     }
-    if (opts.signal?.aborted) throw new LockAbortedError(id, type, opts.signal.reason);
+    if (opts.signal?.aborted)
+      throw new LockAbortedError(abortedMessage(id, type), { id, cause: opts.signal.reason });
     if (!this.#initialized) await this.#init();
-    if (this.#closed) throw new LockManagerClosedError();
+    if (this.#closed) throw new LockManagerClosedError(closedMessage());
     return this.#queues.enqueue(id, type, opts, timeout);
   }
 

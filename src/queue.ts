@@ -11,10 +11,14 @@
  */
 import type { Attempt, Engine, EngineLock, HolderFacts } from './engine.js';
 import {
+  abortedMessage,
+  closedMessage,
   LockAbortedError,
   LockLostError,
   LockManagerClosedError,
   LockTimeoutError,
+  lostMessage,
+  timeoutMessage,
 } from './errors.js';
 import type { Events } from './events.js';
 import { handOver } from './hand-over.js';
@@ -22,7 +26,7 @@ import { kLose, LockHandle } from './handle.js';
 import { HolderRecord } from './holder-record.js';
 import type { AcquireOptions } from './options.js';
 import { isPromise } from './timer.js';
-import { LockType } from './types.js';
+import { type LockHolder, LockType } from './types.js';
 import { Waiter } from './waiter.js';
 
 /** What every queue of a manager shares. */
@@ -66,7 +70,7 @@ export class LockQueues {
       const queue = this.#queues.get(lock.id);
       if (queue === undefined || queue.engineLock !== lock) continue;
       queue.engineLock = null; // gone: nothing to unlock; the next grant asks the engine again
-      const error = new LockLostError(lock.id, cause.message, cause);
+      const error = new LockLostError(lostMessage(lock.id, cause.message), { id: lock.id, cause });
       for (const handle of this.handles) {
         if (handle.id === lock.id) handle[kLose](error, true);
       }
@@ -78,7 +82,7 @@ export class LockQueues {
   async close(): Promise<void> {
     this.closed = true;
     for (const queue of this.#queues.values()) queue.rejectAll();
-    const closed = new LockManagerClosedError();
+    const closed = new LockManagerClosedError(closedMessage());
     for (const h of this.handles) h[kLose](closed, false);
     await Promise.all([...this.handles].map((h) => h.release()));
     for (const queue of this.#queues.values()) await queue.settleIdle();
@@ -167,7 +171,7 @@ class IdQueue {
   rejectAll(): void {
     for (const waiter of this.waiters.splice(0)) {
       waiter.settle();
-      waiter.reject(new LockManagerClosedError(this.id));
+      waiter.reject(new LockManagerClosedError(closedMessage(this.id), { id: this.id }));
     }
     this.wake?.();
   }
@@ -371,7 +375,10 @@ class IdQueue {
     } else if (why === 'abort') {
       if (this.#events.wants('abort'))
         this.#events.emit('abort', { id: this.id, type: waiter.type, waitedMs });
-      waiter.reject(new LockAbortedError(this.id, waiter.type, waiter.options.signal?.reason));
+      const cause = waiter.options.signal?.reason;
+      waiter.reject(
+        new LockAbortedError(abortedMessage(this.id, waiter.type), { id: this.id, cause }),
+      );
     } else {
       waiter.reject(why);
     }
@@ -384,9 +391,21 @@ class IdQueue {
     if (this.#events.wants('timeout'))
       this.#events.emit('timeout', { id: this.id, type: waiter.type, waitedMs });
     const path = this.#engine.locationOf(this.id);
-    this.#engine.status(this.id).then(
-      (s) => waiter.reject(new LockTimeoutError(this.id, waiter.type, waitedMs, s.holders, path)),
-      () => waiter.reject(new LockTimeoutError(this.id, waiter.type, waitedMs, [], path)),
+    const { id } = this;
+    const { type } = waiter;
+    const reject = (holders: LockHolder[]) =>
+      waiter.reject(
+        new LockTimeoutError(timeoutMessage(id, type, waitedMs, holders), {
+          id,
+          path,
+          type,
+          waitedMs,
+          holders,
+        }),
+      );
+    this.#engine.status(id).then(
+      (s) => reject(s.holders),
+      () => reject([]),
     );
   }
 }

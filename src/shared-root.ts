@@ -35,7 +35,7 @@ export function sharedRoot(env: NodeJS.ProcessEnv = process.env): string {
   if (problem !== null) {
     throw new UnsafeLockFileError(
       `refusing the shared lock root '${root}': it is ${problem}; remove it, or choose a root with LOCKWARDEN_ROOT or --root`,
-      root,
+      { path: root },
     );
   }
   return root;

@@ -7,8 +7,8 @@ import { HolderChild, NOBODY, type Reply, tempRoot } from './helpers.js';
 
 const { SHARED, EXCLUSIVE } = LockType;
 
-function assertFileError(reply: Reply, errno: string, path: string, pattern: RegExp): void {
-  assert.equal(reply.ok, false, `expected ${errno}, got success`);
+function assertFileError(reply: Reply, osCode: string, path: string, pattern: RegExp): void {
+  assert.equal(reply.ok, false, `expected ${osCode}, got success`);
   assert.equal(reply.name, 'LockFileError');
   assert.equal(reply.code, 'ELOCKFILE');
   assert.match(reply.message ?? '', pattern);
@@ -24,7 +24,7 @@ describe('failure behaviour', () => {
     const m = new LockManager(root);
     const err = await m.acquire('x', SHARED).catch((e: unknown) => e);
     assert.ok(err instanceof LockFileError);
-    assert.equal(err.errno, 'ENOENT');
+    assert.equal(err.osCode, 'ENOENT');
     assert.equal(err.path, root);
     assert.match(err.message, /does not exist/);
     assert.equal((err.cause as NodeJS.ErrnoException).code, 'ENOENT');
@@ -132,7 +132,7 @@ describe('failure behaviour', () => {
     };
     assert.ok(value.acquired > 10 && value.acquired < 64, `acquired ${value.acquired}`);
     assert.equal(value.error.code, 'ELOCKFILE');
-    assert.equal(value.error.errno, 'EMFILE');
+    assert.equal(value.error.osCode, 'EMFILE');
     assert.match(value.error.message ?? '', /out of file descriptors.*ulimit -n/);
     assert.match(value.error.path ?? '', /fd-\d+\.lock$/);
     assert.equal(value.recovered, true);

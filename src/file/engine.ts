@@ -74,18 +74,16 @@ export class FileEngine implements Engine {
       if (isErrno(err, 'ENOENT')) {
         throw new LockFileError(
           `lock root '${this.root}' does not exist; create it first (lockwarden creates only its .locks directory)`,
-          this.root,
-          err as NodeJS.ErrnoException,
+          { path: this.root, cause: err as NodeJS.ErrnoException },
         );
       }
       throw fsError(err, 'cannot use lock root', this.root, 'read');
     }
     if (!st.isDirectory()) {
-      throw new LockFileError(
-        `lock root '${this.root}' is not a directory`,
-        this.root,
-        Object.assign(new Error('ENOTDIR'), { code: 'ENOTDIR' }),
-      );
+      throw new LockFileError(`lock root '${this.root}' is not a directory`, {
+        path: this.root,
+        cause: Object.assign(new Error('ENOTDIR'), { code: 'ENOTDIR' }),
+      });
     }
     this.dirMode = st.mode & 0o3777;
     ensureDir(this.lockDir, this.dirMode);

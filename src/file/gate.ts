@@ -58,7 +58,7 @@ function openCompanion(engine: FileEngine, slot: Slot, path: string): number {
   try {
     return openLockFile(path, engine.lockDir, engine.dirMode, null, slot.key.id);
   } catch (err) {
-    if (err instanceof LockFileError && GATELESS.includes(err.errno ?? '')) slot.gateless = true;
+    if (err instanceof LockFileError && GATELESS.includes(err.osCode ?? '')) slot.gateless = true;
     return -1;
   }
 }

@@ -66,8 +66,7 @@ function requireRegular(fd: number, path: string, id?: string): void {
   closeSync(fd);
   throw new UnsafeLockFileError(
     `lock path '${path}' is not a regular file (${st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : 'a special file'}); lockwarden refuses to lock it, remove it`,
-    path,
-    id,
+    { path, id },
   );
 }
 
@@ -88,8 +87,7 @@ export function ensureDir(dir: string, mode: number, id?: string): void {
   if (!st.isDirectory()) {
     throw new UnsafeLockFileError(
       `lock directory '${dir}' is ${st.isSymbolicLink() ? 'a symbolic link' : 'not a directory'}; lockwarden refuses to use it`,
-      dir,
-      id,
+      { path: dir, id },
     );
   }
 }

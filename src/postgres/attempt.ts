@@ -103,9 +103,7 @@ export class PgAttempt implements Attempt {
       if (!this.#cancelled || codeOf(err) !== QUERY_CANCELED) {
         this.#error = new LockStoreError(
           `waiting for '${id}' failed on PostgreSQL server: ${(err as Error).message}`,
-          engine.location,
-          err,
-          id,
+          { path: engine.location, id, cause: err },
         );
       }
     }

@@ -17,7 +17,7 @@ import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { threadId } from 'node:worker_threads';
 import type { Attempt, Engine, EngineLock, HolderFacts } from '../engine.js';
-import { InvalidOptionError, LockKeyCollisionError } from '../errors.js';
+import { collisionMessage, InvalidOptionError, LockKeyCollisionError } from '../errors.js';
 import type { CleanupResult, LockStatus } from '../types.js';
 import { LockType } from '../types.js';
 import { PgAttempt } from './attempt.js';
@@ -146,7 +146,13 @@ export class PostgresEngine implements Engine {
     );
     const owner = rows[0]?.id;
     if (owner !== id) {
-      throw new LockKeyCollisionError(id, owner ?? '?', key, this.locationOf(id));
+      const otherId = owner ?? '?';
+      throw new LockKeyCollisionError(collisionMessage(id, otherId, key), {
+        id,
+        path: this.locationOf(id),
+        otherId,
+        key,
+      });
     }
     this.#verified.add(id);
   }
@@ -206,7 +212,13 @@ export class PostgresEngine implements Engine {
     );
     const row = rows[0];
     if (row === undefined || row.id !== lock.id) {
-      throw new LockKeyCollisionError(lock.id, row?.id ?? '?', lock.key, this.locationOf(lock.id));
+      const otherId = row?.id ?? '?';
+      throw new LockKeyCollisionError(collisionMessage(lock.id, otherId, lock.key), {
+        id: lock.id,
+        path: this.locationOf(lock.id),
+        otherId,
+        key: lock.key,
+      });
     }
     return Number(row.token);
   }

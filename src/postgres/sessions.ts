@@ -82,12 +82,11 @@ export class Sessions {
   storeError(err: unknown, what: string, id?: string): LockStoreError {
     if (err instanceof LockStoreError) return err;
     const detail = err instanceof Error ? err.message : String(err);
-    return new LockStoreError(
-      `${what} (PostgreSQL server ${this.#where}): ${detail}`,
-      this.location,
-      err,
+    return new LockStoreError(`${what} (PostgreSQL server ${this.#where}): ${detail}`, {
+      path: this.location,
       id,
-    );
+      cause: err,
+    });
   }
 
   async #connect(): Promise<Session> {
