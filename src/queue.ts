@@ -2,7 +2,7 @@
  * The in-memory level of a manager: per id, a FIFO queue of waiters and a count of
  * holders. A grant the engine lock already covers is made here, with no system call;
  * otherwise the waiter at the head of the queue is what the engine is asked for. Towards
- * the engine, a manager holds at most one lock per id, in the mode that covers all its
+ * the engine, a manager holds at most one lock per id, of the type that covers all its
  * holders (exclusive if any holder is exclusive), and publishes one holder record listing
  * them (the facts of each holder).
  *
@@ -74,7 +74,7 @@ export class LockQueues {
       for (const handle of this.handles) {
         if (handle.id === lock.id) handle[kLose](error, true);
       }
-      this.context.events.emit('lost', { id: lock.id, type: lock.mode, error });
+      this.context.events.emit('lost', { id: lock.id, type: lock.type, error });
     }
   }
 
@@ -94,12 +94,12 @@ export class LockQueues {
  *
  * The states its fields may take together:
  * - Holders: `exclusive` and `shared > 0` never at once. Holders exist only under
- *   `engineLock`, in a mode that covers them, except after the engine lost that lock:
+ *   `engineLock`, of a type that covers them, except after the engine lost that lock:
  *   then `engineLock` is null and the lost handles still count until they are released.
  * - `engineLock` with no holders: only for a moment, between an engine grant and the
  *   grants it covers, or while the pump lets go of a shared lock the head cannot use,
  *   or while settleIdle withdraws the record before unlocking.
- * - `attempt` (of mode `attemptType`, null with it) only while `engineLock` is null and
+ * - `attempt` (for type `attemptType`, null with it) only while `engineLock` is null and
  *   nobody holds: the engine is asked only for the head of the queue, and only when this
  *   manager holds nothing of the id. It is polled to success or cancelled, never dropped.
  * - `pumping`: one pump per id at a time; `wake` is set only while it waits on the engine.
@@ -141,7 +141,7 @@ class IdQueue {
   covers(type: LockType): boolean {
     if (this.engineLock === null || this.exclusive) return false;
     if (type === LockType.SHARED) return true;
-    return this.shared === 0 && this.engineLock.mode === LockType.EXCLUSIVE;
+    return this.shared === 0 && this.engineLock.type === LockType.EXCLUSIVE;
   }
 
   enqueue(type: LockType, options: AcquireOptions, timeout: number): Promise<LockHandle> {
@@ -328,7 +328,7 @@ class IdQueue {
       return RESOLVED;
     }
     if (this.waiters.length > 0 && !this.#owner.closed) {
-      // Withdraw the record now: the next grant may be in another mode, or may not come.
+      // Withdraw the record now: the next grant may be of another type, or may not come.
       if (this.#owner.context.metadata) this.record.write(this.engineLock);
       void this.#pump();
       return RESOLVED;

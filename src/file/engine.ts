@@ -89,9 +89,9 @@ export class FileEngine implements Engine {
     ensureDir(this.lockDir, this.dirMode);
   }
 
-  begin(id: string, mode: LockType, once: boolean): Attempt {
+  begin(id: string, type: LockType, once: boolean): Attempt {
     const slot = this.slots.take(id, () => new Slot(this.key(id), this.dirMode));
-    return new FileAttempt(this, slot, mode, once);
+    return new FileAttempt(this, slot, type, once);
   }
 
   /** Takes the lock file in `slot` without waiting; reopens it if cleanup unlinked it. */

@@ -162,13 +162,13 @@ export class FileAttempt implements Attempt {
   constructor(
     readonly engine: FileEngine,
     readonly slot: Slot,
-    readonly mode: LockType,
+    readonly type: LockType,
     readonly once: boolean,
   ) {}
 
   poll(): FileLock | null {
     const { engine, slot } = this;
-    const exclusive = this.mode === LockType.EXCLUSIVE;
+    const exclusive = this.type === LockType.EXCLUSIVE;
     try {
       if (exclusive && this.#phase !== 'main' && readersWaiting(engine, slot)) {
         // Readers wait (announced): a writer not yet in line lets them go first, so a
@@ -213,7 +213,7 @@ export class FileAttempt implements Attempt {
 
   /** A reader that has to wait makes writers not yet in line yield to it. */
   #announce(): void {
-    if (this.mode === LockType.SHARED && !this.#announced)
+    if (this.type === LockType.SHARED && !this.#announced)
       this.#announced = announceReader(this.engine, this.slot);
   }
 
@@ -234,9 +234,9 @@ export class FileAttempt implements Attempt {
     this.#withdraw();
     this.#stopListening();
     this.#done = true;
-    this.slot.held = this.mode;
+    this.slot.held = this.type;
     if (++this.engine.slots.held > HELD_COMPANION_LIMIT) this.slot.closeCompanions();
-    const lock = new FileLock(this.slot.key.id, this.mode, this.slot);
+    const lock = new FileLock(this.slot.key.id, this.type, this.slot);
     this.engine.track(lock);
     return lock;
   }

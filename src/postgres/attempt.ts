@@ -45,18 +45,18 @@ export class PgAttempt implements Attempt {
     readonly engine: PostgresEngine,
     readonly id: string,
     readonly key: string,
-    readonly mode: LockType,
+    readonly type: LockType,
     readonly once: boolean,
   ) {}
 
   async poll(): Promise<EngineLock | null> {
-    const { engine, id, key, mode } = this;
+    const { engine, id, key, type } = this;
     if (this.#phase === 'try') {
       await engine.ensureKey(id, key);
       const main = await engine.sessions.main();
-      if (await engine.tryLock(main, key, mode, id)) {
+      if (await engine.tryLock(main, key, type, id)) {
         this.#phase = 'done';
-        return engine.granted(main, id, key, mode);
+        return engine.granted(main, id, key, type);
       }
       if (this.once) {
         this.#phase = 'done';
@@ -80,7 +80,7 @@ export class PgAttempt implements Attempt {
   }
 
   async #block(): Promise<void> {
-    const { engine, id, key, mode } = this;
+    const { engine, id, key, type } = this;
     let session: Session;
     try {
       session = await engine.sessions.waiterSession();
@@ -97,7 +97,7 @@ export class PgAttempt implements Attempt {
     let got = false;
     this.#inFlight = true;
     try {
-      await session.query(mode === LockType.SHARED ? LOCK_SHARED : LOCK, [key]);
+      await session.query(type === LockType.SHARED ? LOCK_SHARED : LOCK, [key]);
       got = true;
     } catch (err) {
       if (!this.#cancelled || codeOf(err) !== QUERY_CANCELED) {
@@ -110,7 +110,7 @@ export class PgAttempt implements Attempt {
     this.#inFlight = false;
     if (got && !this.#cancelled) {
       try {
-        this.#granted = await engine.granted(session, id, key, mode);
+        this.#granted = await engine.granted(session, id, key, type);
       } catch (err) {
         this.#error = err;
       }

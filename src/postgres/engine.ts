@@ -68,7 +68,7 @@ export class PgLock implements EngineLock {
 
   constructor(
     readonly id: string,
-    readonly mode: LockType,
+    readonly type: LockType,
     readonly key: string,
     readonly session: Session,
   ) {}
@@ -157,10 +157,10 @@ export class PostgresEngine implements Engine {
     this.#verified.add(id);
   }
 
-  async tryLock(session: Session, key: string, mode: LockType, id: string): Promise<boolean> {
+  async tryLock(session: Session, key: string, type: LockType, id: string): Promise<boolean> {
     const rows = await this.sessions.query<{ got: boolean }>(
       session,
-      mode === LockType.SHARED ? TRY_LOCK_SHARED : TRY_LOCK,
+      type === LockType.SHARED ? TRY_LOCK_SHARED : TRY_LOCK,
       [key],
       'cannot lock',
       id,
@@ -178,11 +178,11 @@ export class PostgresEngine implements Engine {
    * if that session has ended, the query fails instead of issuing a token, or writing a
    * row, for a lock the server has already given to someone else.
    */
-  async granted(session: Session, id: string, key: string, mode: LockType): Promise<PgLock> {
-    const lock = new PgLock(id, mode, key, session);
+  async granted(session: Session, id: string, key: string, type: LockType): Promise<PgLock> {
+    const lock = new PgLock(id, type, key, session);
     session.held.add(lock);
     try {
-      if (mode === LockType.EXCLUSIVE) {
+      if (type === LockType.EXCLUSIVE) {
         lock.spare = await this.#nextToken(lock);
         lock.current = lock.spare;
       } else {
@@ -237,15 +237,15 @@ export class PostgresEngine implements Engine {
     });
   }
 
-  begin(id: string, mode: LockType, once: boolean): Attempt {
-    return new PgAttempt(this, id, advisoryKey(this.namespace, id), mode, once);
+  begin(id: string, type: LockType, once: boolean): Attempt {
+    return new PgAttempt(this, id, advisoryKey(this.namespace, id), type, once);
   }
 
   async unlock(lock: EngineLock): Promise<void> {
     const l = lock as PgLock;
     const { session } = l;
     if (!session.held.delete(l) || session.dead) return; // lost: the server let go already
-    const shared = l.mode === LockType.SHARED;
+    const shared = l.type === LockType.SHARED;
     try {
       if (l.withdraw) {
         // One round trip: the rows go in the same statement that lets go of the lock.
