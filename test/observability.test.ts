@@ -12,6 +12,7 @@ describe('observability', () => {
     const lines: [object, string | undefined][] = [];
     const logger = { debug: (obj: object, msg?: string) => lines.push([obj, msg]) };
     const m = new LockManager(tempRoot(t), { logger });
+    t.after(() => m.close());
     const h = await m.acquire('scan001', EXCLUSIVE);
     await assert.rejects(m.acquire('scan001', SHARED, { timeout: 20 }), LockTimeoutError);
     await h.release();
@@ -41,6 +42,7 @@ describe('observability', () => {
       cleanupOnStart: false,
       logger: { debug: (_o, msg) => lines.push(msg ?? '') },
     });
+    t.after(() => m.close());
     await assert.rejects(m.acquire('x', SHARED, { timeout: 30 }), LockTimeoutError);
     assert.ok(lines.includes('lock busy, waiting'), JSON.stringify(lines));
     await m.close();
@@ -73,6 +75,7 @@ describe('observability', () => {
       for (const off of subscriptions) off();
     });
     const m = new LockManager(tempRoot(t));
+    t.after(() => m.close());
     const h = await m.acquire('ch', EXCLUSIVE);
     await assert.rejects(m.acquire('ch', SHARED, { timeout: 25 }));
     await new Promise((r) => setTimeout(r, 10));

@@ -278,10 +278,11 @@ describe('PostgreSQL engine: status and errors', () => {
     await h.release();
   });
 
-  test('an unreachable server is a LockStoreError naming the host, never the password', async () => {
+  test('an unreachable server is a LockStoreError naming the host, never the password', async (t) => {
     const m = new LockManager('postgres://app:s3cret-pw@127.0.0.1:1/locks', {
       cleanupOnStart: false,
     });
+    t.after(() => m.close());
     const err = await m.acquire('x', EXCLUSIVE, { timeout: 0 }).then(
       () => assert.fail('acquired without a server'),
       (e: unknown) => e,
@@ -313,6 +314,7 @@ describe('PostgreSQL engine: resources', () => {
     const script = `
       import { LockManager } from 'lockwarden';
       const m = new LockManager(process.argv[1], { namespace: process.argv[2] });
+      t.after(() => m.close());
       await m.acquire('busy', 'exclusive', { timeout: 200 }).catch((e) => console.log(e.code));
       const h = await m.acquire('free', 'exclusive');
       await h.release();
