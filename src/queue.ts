@@ -10,23 +10,14 @@
  * that arrive after it, so in-process writers are never starved by readers.
  */
 import type { Attempt, Engine, EngineLock, HolderFacts } from './engine.js';
-import {
-  abortedMessage,
-  closedMessage,
-  LockAbortedError,
-  LockLostError,
-  LockManagerClosedError,
-  LockTimeoutError,
-  lostMessage,
-  timeoutMessage,
-} from './errors.js';
+import { closedMessage, LockLostError, LockManagerClosedError, lostMessage } from './errors.js';
 import type { Events } from './events.js';
 import { handOver } from './hand-over.js';
 import { kLose, LockHandle } from './handle.js';
 import { HolderRecord } from './holder-record.js';
 import type { AcquireOptions } from './options.js';
 import { isPromise } from './timer.js';
-import { type LockHolder, LockType } from './types.js';
+import { LockType } from './types.js';
 import { Waiter } from './waiter.js';
 
 /** What every queue of a manager shares. */
@@ -375,10 +366,7 @@ class IdQueue {
     } else if (why === 'abort') {
       if (this.#events.wants('abort'))
         this.#events.emit('abort', { id: this.id, type: waiter.type, waitedMs });
-      const cause = waiter.options.signal?.reason;
-      waiter.reject(
-        new LockAbortedError(abortedMessage(this.id, waiter.type), { id: this.id, cause }),
-      );
+      waiter.aborted(this.id);
     } else {
       waiter.reject(why);
     }
@@ -390,22 +378,11 @@ class IdQueue {
     const { waitedMs } = waiter;
     if (this.#events.wants('timeout'))
       this.#events.emit('timeout', { id: this.id, type: waiter.type, waitedMs });
-    const path = this.#engine.locationOf(this.id);
     const { id } = this;
-    const { type } = waiter;
-    const reject = (holders: LockHolder[]) =>
-      waiter.reject(
-        new LockTimeoutError(timeoutMessage(id, type, waitedMs, holders), {
-          id,
-          path,
-          type,
-          waitedMs,
-          holders,
-        }),
-      );
+    const path = this.#engine.locationOf(id);
     this.#engine.status(id).then(
-      (s) => reject(s.holders),
-      () => reject([]),
+      (s) => waiter.timedOut(id, path, waitedMs, s.holders),
+      () => waiter.timedOut(id, path, waitedMs, []),
     );
   }
 }

@@ -1,8 +1,9 @@
 /** One request waiting in an id's queue (see queue.ts), with its timer and abort listener. */
+import { abortedMessage, LockAbortedError, LockTimeoutError, timeoutMessage } from './errors.js';
 import type { LockHandle } from './handle.js';
 import type { AcquireOptions } from './options.js';
 import { setLongTimeout } from './timer.js';
-import type { LockType } from './types.js';
+import type { LockHolder, LockType } from './types.js';
 
 export class Waiter {
   /** timeout 0: one attempt, never queued behind anyone. */
@@ -40,6 +41,19 @@ export class Waiter {
       cancelTimer?.();
       signal?.removeEventListener('abort', onAbort);
     };
+  }
+
+  /** Rejects with LockTimeoutError, naming who held `id` when it gave up (best effort). */
+  timedOut(id: string, path: string, waitedMs: number, holders: LockHolder[]): void {
+    const { type } = this;
+    const message = timeoutMessage(id, type, waitedMs, holders);
+    this.reject(new LockTimeoutError(message, { id, path, type, waitedMs, holders }));
+  }
+
+  /** Rejects with LockAbortedError, its signal's reason as the cause. */
+  aborted(id: string): void {
+    const cause = this.options.signal?.reason;
+    this.reject(new LockAbortedError(abortedMessage(id, this.type), { id, cause }));
   }
 
   settle(): void {
