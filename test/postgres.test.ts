@@ -314,7 +314,6 @@ describe('PostgreSQL engine: resources', () => {
     const script = `
       import { LockManager } from 'lockwarden';
       const m = new LockManager(process.argv[1], { namespace: process.argv[2] });
-      t.after(() => m.close());
       await m.acquire('busy', 'exclusive', { timeout: 200 }).catch((e) => console.log(e.code));
       const h = await m.acquire('free', 'exclusive');
       await h.release();
