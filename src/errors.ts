@@ -1,12 +1,18 @@
 import { printable } from './printable.js';
 import type { LockHolder, LockType } from './types.js';
 
-/** Context every lockwarden error may carry. */
+/**
+ * Context every lockwarden error may carry. Every error class takes
+ * `(message, details)`: the message, then this bag with the fields of its own class.
+ * The functions named `…Message` below word the messages lockwarden throws.
+ */
 export interface LockErrorDetails {
-  id?: string;
-  path?: string;
+  id?: string | undefined;
+  path?: string | undefined;
   cause?: unknown;
 }
+
+const article = (type: LockType) => (type === 'exclusive' ? 'an' : 'a');
 
 /**
  * Base class of every error lockwarden throws; `code` is stable and documented. Its message
@@ -18,13 +24,23 @@ export class LockError extends Error {
   readonly id: string | undefined;
   readonly path: string | undefined;
 
-  constructor(message: string, code = 'ELOCK', details: LockErrorDetails = {}) {
+  constructor(message: string, details: LockErrorDetails & { code?: string } = {}) {
     super(printable(message), details.cause === undefined ? undefined : { cause: details.cause });
     this.name = new.target.name;
-    this.code = code;
+    this.code = details.code ?? 'ELOCK';
     this.id = details.id;
     this.path = details.path;
   }
+}
+
+export function timeoutMessage(
+  id: string,
+  type: LockType,
+  waitedMs: number,
+  holders: LockHolder[],
+): string {
+  const who = holders.length > 0 ? `held ${holders.map(holderWords).join('; ')}` : 'held';
+  return `timed out after ${Math.round(waitedMs)} ms waiting for ${article(type)} ${type} lock on '${id}': ${who}`;
 }
 
 /** The wait ran out before the lock could be granted. */
@@ -35,90 +51,94 @@ export class LockTimeoutError extends LockError {
   /** Who held the lock when the wait gave up (best effort). */
   readonly holders: LockHolder[];
 
-  constructor(id: string, type: LockType, waitedMs: number, holders: LockHolder[], path?: string) {
-    const who = holders.length > 0 ? `held ${holders.map(holderWords).join('; ')}` : 'held';
-    super(
-      `timed out after ${Math.round(waitedMs)} ms waiting for ${type === 'exclusive' ? 'an' : 'a'} ${type} lock on '${id}': ${who}`,
-      'ELOCKTIMEOUT',
-      { id, path },
-    );
-    this.type = type;
-    this.waitedMs = waitedMs;
-    this.holders = holders;
+  constructor(
+    message: string,
+    details: LockErrorDetails & { type: LockType; waitedMs: number; holders: LockHolder[] },
+  ) {
+    super(message, { code: 'ELOCKTIMEOUT', id: details.id, path: details.path });
+    this.type = details.type;
+    this.waitedMs = details.waitedMs;
+    this.holders = details.holders;
   }
+}
+
+export function abortedMessage(id: string, type: LockType): string {
+  return `wait for ${article(type)} ${type} lock on '${id}' was aborted`;
 }
 
 /** The wait was cancelled through its AbortSignal; `cause` is the signal's reason. */
 export class LockAbortedError extends LockError {
-  constructor(id: string, type: LockType, reason: unknown) {
-    super(
-      `wait for ${type === 'exclusive' ? 'an' : 'a'} ${type} lock on '${id}' was aborted`,
-      'ELOCKABORTED',
-      { id, cause: reason },
-    );
+  constructor(message: string, details: LockErrorDetails) {
+    super(message, { ...details, code: 'ELOCKABORTED' });
   }
+}
+
+export function upgradeMessage(id: string): string {
+  return (
+    `cannot take an exclusive lock on '${id}' while this call chain holds it shared: ` +
+    'upgrading can deadlock; release the shared lock first or take it exclusive from the start'
+  );
 }
 
 /** A shared holder asked for the exclusive lock on the same id in the same call chain. */
 export class LockUpgradeError extends LockError {
-  constructor(id: string) {
-    super(
-      `cannot take an exclusive lock on '${id}' while this call chain holds it shared: ` +
-        'upgrading can deadlock; release the shared lock first or take it exclusive from the start',
-      'ELOCKUPGRADE',
-      { id },
-    );
+  constructor(message: string, details: LockErrorDetails) {
+    super(message, { ...details, code: 'ELOCKUPGRADE' });
   }
+}
+
+export function invalidIdMessage(id: unknown): string {
+  const shown = typeof id === 'string' ? "''" : `a ${id === null ? 'null' : typeof id}`;
+  return `lock id must be a non-empty string, got ${shown}`;
 }
 
 /** The id is not a non-empty string. */
 export class InvalidLockIdError extends LockError {
-  constructor(id: unknown) {
-    const shown = typeof id === 'string' ? "''" : `a ${id === null ? 'null' : typeof id}`;
-    super(`lock id must be a non-empty string, got ${shown}`, 'ELOCKID');
+  constructor(message: string, details: LockErrorDetails = {}) {
+    super(message, { ...details, code: 'ELOCKID' });
   }
 }
 
 /** An option has a wrong type or value. */
 export class InvalidOptionError extends LockError {
-  constructor(message: string) {
-    super(message, 'ELOCKOPTION');
+  constructor(message: string, details: LockErrorDetails = {}) {
+    super(message, { ...details, code: 'ELOCKOPTION' });
   }
+}
+
+export function closedMessage(id?: string): string {
+  return id === undefined
+    ? 'the lock manager is closed'
+    : `the lock manager was closed while waiting for '${id}'`;
 }
 
 /** The manager was closed; nothing more can be acquired through it. */
 export class LockManagerClosedError extends LockError {
-  constructor(id?: string) {
-    super(
-      id === undefined
-        ? 'the lock manager is closed'
-        : `the lock manager was closed while waiting for '${id}'`,
-      'ELOCKCLOSED',
-      { id },
-    );
+  constructor(message: string, details: LockErrorDetails = {}) {
+    super(message, { ...details, code: 'ELOCKCLOSED' });
   }
 }
 
 /** Something at a lock path is not what lockwarden created there (a symlink, a FIFO, a directory). */
 export class UnsafeLockFileError extends LockError {
-  constructor(message: string, path: string, id?: string, cause?: unknown) {
-    super(message, 'ELOCKUNSAFE', { id, path, cause });
+  constructor(message: string, details: LockErrorDetails) {
+    super(message, { ...details, code: 'ELOCKUNSAFE' });
   }
 }
 
 /**
  * An operating-system error on a lock file or directory (permissions, read-only or full
- * file system, out of descriptors, missing root). `cause` is the original error, `errno`
- * its code.
+ * file system, out of descriptors, missing root). `cause` is the original error, `osCode`
+ * its code (`'EACCES'`, `'EMFILE'`…) and `syscall` the call that failed.
  */
 export class LockFileError extends LockError {
-  readonly errno: string | undefined;
+  readonly osCode: string | undefined;
   readonly syscall: string | undefined;
 
-  constructor(message: string, path: string, cause: NodeJS.ErrnoException, id?: string) {
-    super(message, 'ELOCKFILE', { id, path, cause });
-    this.errno = cause.code;
-    this.syscall = cause.syscall;
+  constructor(message: string, details: LockErrorDetails & { cause: NodeJS.ErrnoException }) {
+    super(message, { ...details, code: 'ELOCKFILE' });
+    this.osCode = details.cause.code;
+    this.syscall = details.cause.syscall;
   }
 }
 
@@ -141,17 +161,25 @@ function holderWords(h: LockHolder): string {
 
 /**
  * The lock service could not be reached or answered with an error (PostgreSQL engine).
- * The message names the server (`host:port/database`, never the password); `cause` is the
- * driver's error and `sqlState` its SQLSTATE when the server sent one.
+ * The message names the server (`host:port/database`, never the password); `path` is the
+ * connection string without its password; `cause` is the driver's error and `sqlState`
+ * its SQLSTATE when the server sent one.
  */
 export class LockStoreError extends LockError {
   readonly sqlState: string | undefined;
 
-  constructor(message: string, location: string, cause?: unknown, id?: string) {
-    super(message, 'ELOCKSTORE', { id, path: location, cause });
-    const code = (cause as { code?: unknown } | undefined)?.code;
-    this.sqlState = typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+  constructor(message: string, details: LockErrorDetails) {
+    super(message, { ...details, code: 'ELOCKSTORE' });
+    const code = codeOf(details.cause);
+    this.sqlState = code !== undefined && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
   }
+}
+
+export function collisionMessage(id: string, otherId: string, key: string): string {
+  return (
+    `lock id '${id}' maps to advisory-lock key ${key}, which id '${otherId}' already uses in this namespace; ` +
+    'rename one of them (or use another namespace): sharing the key would make them one lock'
+  );
 }
 
 /**
@@ -163,25 +191,38 @@ export class LockKeyCollisionError extends LockError {
   readonly otherId: string;
   readonly key: string;
 
-  constructor(id: string, otherId: string, key: string, location: string) {
-    super(
-      `lock id '${id}' maps to advisory-lock key ${key}, which id '${otherId}' already uses in this namespace; ` +
-        'rename one of them (or use another namespace): sharing the key would make them one lock',
-      'ELOCKCOLLISION',
-      { id, path: location },
-    );
-    this.otherId = otherId;
-    this.key = key;
+  constructor(message: string, details: LockErrorDetails & { otherId: string; key: string }) {
+    super(message, { code: 'ELOCKCOLLISION', id: details.id, path: details.path });
+    this.otherId = details.otherId;
+    this.key = details.key;
   }
 }
 
+export function lostMessage(id: string, why: string): string {
+  return `the lock on '${id}' was lost: ${why}`;
+}
+
 /**
- * A held lock was lost without being released: the session holding it ended (server
- * restart, `pg_terminate_backend`, network failure), or the manager was closed. It is the
- * `reason` of the handle's `signal`.
+ * A held lock was lost without being released: the PostgreSQL session holding it ended
+ * (server restart, `pg_terminate_backend`, network failure), or its lock file was deleted
+ * or replaced while held. It is then the `reason` of the handle's `signal` (a manager's
+ * `close()` aborts the signals of the handles it still holds with LockManagerClosedError
+ * instead, and does not mark them lost).
  */
 export class LockLostError extends LockError {
-  constructor(id: string, why: string, cause?: unknown) {
-    super(`the lock on '${id}' was lost: ${why}`, 'ELOCKLOST', { id, cause });
+  constructor(message: string, details: LockErrorDetails) {
+    super(message, { ...details, code: 'ELOCKLOST' });
   }
+}
+
+/** @internal The `code` of an OS or driver error (`'ENOENT'`, a SQLSTATE), if it has one. */
+export function codeOf(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null | undefined)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/** @internal True when `err` carries one of `codes` (see codeOf). */
+export function isErrno(err: unknown, ...codes: string[]): boolean {
+  const code = codeOf(err);
+  return code !== undefined && codes.includes(code);
 }

@@ -9,6 +9,8 @@ export const kDescriptors = Symbol('lockwarden.descriptors');
 export const kLose = Symbol('lockwarden.lose');
 /** @internal Sets the fencing token once the engine has issued it. */
 export const kSetToken = Symbol('lockwarden.setToken');
+/** @internal The fencing token if it was issued already; never issues one (see token). */
+export const kIssuedToken = Symbol('lockwarden.issuedToken');
 
 /** A granted lock. Release it with `release()` or `await using`. */
 export class LockHandle implements AsyncDisposable {
@@ -67,8 +69,9 @@ export class LockHandle implements AsyncDisposable {
 
   /**
    * True once the lock was lost without `release()`: the PostgreSQL session holding it
-   * ended (server restart, `pg_terminate_backend`, network failure). Work the lock
-   * protects must stop; `signal` fires at the same moment.
+   * ended (server restart, `pg_terminate_backend`, network failure), or the lock file was
+   * deleted or replaced while held (the file engine checks about once a second). Work the
+   * lock protects must stop; `signal` fires at the same moment.
    */
   get lost(): boolean {
     return this.#lost;
@@ -87,6 +90,11 @@ export class LockHandle implements AsyncDisposable {
   [kSetToken](token: number | (() => number)): void {
     if (typeof token === 'number') this.#token = token;
     else this.#tokenOnDemand = token;
+  }
+
+  /** @internal Undefined while an on-demand token has not been issued: observers use this. */
+  [kIssuedToken](): number | undefined {
+    return this.#tokenOnDemand === null ? this.#token : undefined;
   }
 
   /** @internal */

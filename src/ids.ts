@@ -16,7 +16,7 @@
  * Names starting with '.' are never produced: they are reserved for temporary files.
  */
 import { createHash } from 'node:crypto';
-import { InvalidLockIdError } from './errors.js';
+import { InvalidLockIdError, invalidIdMessage } from './errors.js';
 
 const PLAIN = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$/;
 const UNRESERVED = /^[A-Za-z0-9_-]$/;
@@ -27,7 +27,7 @@ export const LOCK_SUFFIX = '.lock';
 export const HOLDERS_SUFFIX = '.holders';
 
 export function validateId(id: unknown): asserts id is string {
-  if (typeof id !== 'string' || id.length === 0) throw new InvalidLockIdError(id);
+  if (typeof id !== 'string' || id.length === 0) throw new InvalidLockIdError(invalidIdMessage(id));
 }
 
 export function isPlainId(id: string): boolean {

@@ -13,8 +13,8 @@ export {
   LockUpgradeError,
   UnsafeLockFileError,
 } from './errors.js';
+export { channels } from './events.js';
 export { LockHandle } from './handle.js';
-export { channels } from './log.js';
 export { LockManager } from './manager.js';
 export type { AcquireOptions, LockManagerOptions } from './options.js';
 export { printable, printableJson } from './printable.js';

@@ -6,8 +6,8 @@
 import { chmodSync, lstatSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { fsError } from './backend/fs-errors.js';
-import { UnsafeLockFileError } from './errors.js';
+import { isErrno, UnsafeLockFileError } from './errors.js';
+import { fsError } from './file/fs-errors.js';
 
 const SHARED_MODE = 0o1777;
 
@@ -19,7 +19,7 @@ export function sharedRoot(env: NodeJS.ProcessEnv = process.env): string {
     mkdirSync(root, { mode: SHARED_MODE });
     chmodSync(root, SHARED_MODE); // the umask cut the mode mkdir was given
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST')
+    if (!isErrno(err, 'EEXIST'))
       throw fsError(err, 'cannot create the shared lock root', root, 'write');
   }
   // Anyone may have made this path first in a shared temp dir: accept only a real
@@ -35,7 +35,7 @@ export function sharedRoot(env: NodeJS.ProcessEnv = process.env): string {
   if (problem !== null) {
     throw new UnsafeLockFileError(
       `refusing the shared lock root '${root}': it is ${problem}; remove it, or choose a root with LOCKWARDEN_ROOT or --root`,
-      root,
+      { path: root },
     );
   }
   return root;

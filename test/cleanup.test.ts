@@ -14,7 +14,9 @@ describe('stale cleanup', () => {
     const seed = Number(process.env.LOCKWARDEN_SEED ?? Date.now() % 100_000);
     const durationMs = 4000;
     const ids = ['a', 'b'];
-    await (await new LockManager(root).acquire('a', SHARED)).release(); // creates .locks
+    const first = new LockManager(root); // creates .locks
+    t.after(() => first.close());
+    await (await first.acquire('a', SHARED)).release();
     const contenders = [0, 1, 2].map((i) =>
       run(process.execPath, [
         join(FIXTURES, 'contender.js'),
@@ -74,6 +76,7 @@ describe('stale cleanup', () => {
   test('cleanup removes what nobody holds and reports what is held', async (t) => {
     const root = tempRoot(t);
     const m = new LockManager(root);
+    t.after(() => m.close());
     for (const id of ['free1', 'free2', 'busy']) await (await m.acquire(id, SHARED)).release();
     const holder = await HolderChild.start(t, root, { cleanupOnStart: false });
     await holder.request({ op: 'acquire', id: 'busy', type: SHARED });
@@ -100,6 +103,7 @@ describe('stale cleanup', () => {
     assert.equal(readdirSync(records).length, 2);
     await doomed.kill9();
     const m = new LockManager(root, { cleanupOnStart: false });
+    t.after(() => m.close());
     assert.deepEqual(
       (await m.getLockStatus('scan')).holders.map((h) => h.user),
       ['alive'],
@@ -116,9 +120,11 @@ describe('stale cleanup', () => {
     mkdirSync(join(root, '.locks'));
     writeFileSync(join(root, '.locks', 'old.lock'), '');
     const keep = new LockManager(root, { cleanupOnStart: false });
+    t.after(() => keep.close());
     await keep.listLocks();
     assert.ok(existsSync(join(root, '.locks', 'old.lock')));
     const clean = new LockManager(root);
+    t.after(() => clean.close());
     assert.deepEqual(await clean.listLocks(), []);
     assert.ok(!existsSync(join(root, '.locks', 'old.lock')));
     await keep.close();
@@ -128,8 +134,10 @@ describe('stale cleanup', () => {
   test('an exclusive holder keeps its file through any number of cleanups', async (t) => {
     const root = tempRoot(t);
     const m = new LockManager(root);
+    t.after(() => m.close());
     const h = await m.acquire('x', EXCLUSIVE);
     const other = new LockManager(root, { cleanupOnStart: false });
+    t.after(() => other.close());
     for (let i = 0; i < 20; i++) assert.deepEqual((await other.cleanupStaleLocks()).active, ['x']);
     assert.equal(await other.tryAcquire('x', SHARED), null);
     await h.release();

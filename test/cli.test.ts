@@ -305,6 +305,7 @@ describe('lockwarden status, list, clean', () => {
     );
     assert.equal((await lockwarden(['run', 'scan002', 'true'], { env: env(root) })).code, 0);
     const m = new LockManager(root, { cleanupOnStart: false });
+    t.after(() => m.close());
     const one: LockStatus = JSON.parse(
       (await lockwarden(['status', 'scan001', '--json'], { env: env(root) })).stdout,
     );

@@ -53,6 +53,7 @@ describe('the build/deploy script of the second seed (examples/build-deploy.mjs)
     );
     assert.doesNotMatch(failed.stderr, /not started|is held/);
     const m = new LockManager(root, { cleanupOnStart: false });
+    t.after(() => m.close());
     const h = await m.tryAcquire('build-deploy', 'exclusive');
     assert.notEqual(h, null, 'the failed build left the lock held');
     await h?.release();

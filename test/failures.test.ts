@@ -1,3 +1,10 @@
+/**
+ * Failures: the operating system refuses what the lock needs (a missing root, permissions,
+ * a read-only or full file system, no descriptors left). Each surfaces as the error it is,
+ * naming the path and what to do, and leaves nothing half-made or held.
+ * Unlike faults.test.ts (things done to lock files and records from outside while they are
+ * in use), nothing here is tampered with: the environment just says no.
+ */
 import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -7,8 +14,8 @@ import { HolderChild, NOBODY, type Reply, tempRoot } from './helpers.js';
 
 const { SHARED, EXCLUSIVE } = LockType;
 
-function assertFileError(reply: Reply, errno: string, path: string, pattern: RegExp): void {
-  assert.equal(reply.ok, false, `expected ${errno}, got success`);
+function assertFileError(reply: Reply, osCode: string, path: string, pattern: RegExp): void {
+  assert.equal(reply.ok, false, `expected ${osCode}, got success`);
   assert.equal(reply.name, 'LockFileError');
   assert.equal(reply.code, 'ELOCKFILE');
   assert.match(reply.message ?? '', pattern);
@@ -22,9 +29,10 @@ describe('failure behaviour', () => {
   test('a missing root is a LockFileError naming it', async (t) => {
     const root = join(tempRoot(t), 'not-created');
     const m = new LockManager(root);
+    t.after(() => m.close());
     const err = await m.acquire('x', SHARED).catch((e: unknown) => e);
     assert.ok(err instanceof LockFileError);
-    assert.equal(err.errno, 'ENOENT');
+    assert.equal(err.osCode, 'ENOENT');
     assert.equal(err.path, root);
     assert.match(err.message, /does not exist/);
     assert.equal((err.cause as NodeJS.ErrnoException).code, 'ENOENT');
@@ -43,6 +51,7 @@ describe('failure behaviour', () => {
       /user nobody \(uid 65534\) lacks write permission on directory .* \(owner root, mode 0755\)/,
     );
     const m = new LockManager(root);
+    t.after(() => m.close());
     await (await m.acquire('exists', SHARED)).release(); // root makes .locks 0755
     const noCreate = await nobody.request({ op: 'acquire', id: 'new-id', type: SHARED });
     assertFileError(
@@ -132,11 +141,12 @@ describe('failure behaviour', () => {
     };
     assert.ok(value.acquired > 10 && value.acquired < 64, `acquired ${value.acquired}`);
     assert.equal(value.error.code, 'ELOCKFILE');
-    assert.equal(value.error.errno, 'EMFILE');
+    assert.equal(value.error.osCode, 'EMFILE');
     assert.match(value.error.message ?? '', /out of file descriptors.*ulimit -n/);
     assert.match(value.error.path ?? '', /fd-\d+\.lock$/);
     assert.equal(value.recovered, true);
     const m = new LockManager(root, { cleanupOnStart: false });
+    t.after(() => m.close());
     assert.ok((await m.listLocks()).every((s) => s.state === 'free'));
     await m.close();
   });
@@ -150,6 +160,7 @@ describe('failure behaviour', () => {
     const r = await nobody.request({ op: 'acquire', id: 'x', type: SHARED });
     assert.equal(r.ok, false);
     const m = new LockManager(root, { cleanupOnStart: false });
+    t.after(() => m.close());
     assert.deepEqual(await m.listLocks(), []);
     await m.close();
   });

@@ -26,6 +26,7 @@ describe('waiting and fairness', () => {
     const root = tempRoot(t);
     const holder = await HolderChild.start(t, root);
     const m = new LockManager(root, { cleanupOnStart: false });
+    t.after(() => m.close());
     const lags: number[] = [];
     for (let i = 0; i < 5; i++) {
       await holder.request({ op: 'acquire', id: 'w', type: EXCLUSIVE });
@@ -49,7 +50,9 @@ describe('waiting and fairness', () => {
 
   test('a writer gets in past a stream of overlapping readers from other processes', async (t) => {
     const root = tempRoot(t);
-    await (await new LockManager(root).acquire('db', SHARED)).release();
+    const first = new LockManager(root);
+    t.after(() => first.close());
+    await (await first.acquire('db', SHARED)).release();
     for (let i = 0; i < 3; i++) {
       await startUntil(
         t,
@@ -63,6 +66,7 @@ describe('waiting and fairness', () => {
     const plain = await run('flock', ['-x', '-w', '1', join(root, '.locks', 'db.lock'), 'true']);
     assert.equal(plain.code, 1, 'the readers did not overlap: the test proves nothing');
     const m = new LockManager(root, { cleanupOnStart: false });
+    t.after(() => m.close());
     const started = performance.now();
     const h = await m.acquire('db', EXCLUSIVE, { timeout: 5000 });
     const waited = performance.now() - started;
@@ -75,7 +79,9 @@ describe('waiting and fairness', () => {
 
   test('a reader gets in past a stream of writers from other processes', async (t) => {
     const root = tempRoot(t);
-    await (await new LockManager(root).acquire('db', SHARED)).release();
+    const first = new LockManager(root);
+    t.after(() => first.close());
+    await (await first.acquire('db', SHARED)).release();
     for (let i = 0; i < 2; i++) {
       await startUntil(
         t,
@@ -85,6 +91,7 @@ describe('waiting and fairness', () => {
       );
     }
     const m = new LockManager(root, { cleanupOnStart: false });
+    t.after(() => m.close());
     for (let i = 0; i < 3; i++) {
       const started = performance.now();
       const h = await m.acquire('db', SHARED, { timeout: 5000 });
@@ -101,6 +108,7 @@ describe('waiting and fairness', () => {
     const holder = await HolderChild.start(t, root);
     await holder.request({ op: 'acquire', id: 'q', type: EXCLUSIVE });
     const m = new LockManager(root, { cleanupOnStart: false });
+    t.after(() => m.close());
     await m.listLocks(); // initialise outside the measurement
     const before = openDescriptors();
     const order: number[] = [];
@@ -144,6 +152,7 @@ describe('waiting and fairness', () => {
     assert.equal(value.error, null);
     assert.equal(value.acquired, 10_000);
     const m = new LockManager(root, { cleanupOnStart: false });
+    t.after(() => m.close());
     const started = performance.now();
     const locks = await m.listLocks();
     const ms = performance.now() - started;

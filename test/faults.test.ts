@@ -3,6 +3,9 @@
  * metadata that cannot be written, records damaged on disk, holders that leave without
  * releasing. Each has one expected outcome: the lock still works or
  * fails cleanly, never half-acquired, never granted twice, never left held.
+ * Unlike failures.test.ts (the operating system refusing an operation: permissions, full
+ * or read-only disks, no descriptors), these are changes made from outside while locks
+ * are in use.
  */
 import assert from 'node:assert/strict';
 import {
@@ -52,6 +55,7 @@ describe('faults', () => {
       'releasing a lost lock is harmless',
     );
     const m = new LockManager(root, { cleanupOnStart: false });
+    t.after(() => m.close());
     const status = await m.getLockStatus('x');
     assert.deepEqual(
       status.holders.map((h) => [h.pid, h.type]),
@@ -104,6 +108,7 @@ describe('faults', () => {
     const r = await child.request({ op: 'acquire', id: 'x', type: EXCLUSIVE, user: 'limited' });
     assert.equal(r.ok, true, JSON.stringify(r));
     const m = new LockManager(root, { cleanupOnStart: false });
+    t.after(() => m.close());
     assert.equal(await m.tryAcquire('x', SHARED), null);
     const status = await m.getLockStatus('x');
     assert.deepEqual(
@@ -128,6 +133,7 @@ describe('faults', () => {
     ftruncateSync(fd, 3);
     closeSync(fd);
     const m = new LockManager(root, { cleanupOnStart: false });
+    t.after(() => m.close());
     let status = await m.getLockStatus('x');
     assert.deepEqual(
       status.holders.map((h) => [h.pid, h.source]),
@@ -147,6 +153,7 @@ describe('faults', () => {
   test('a garbage record nobody holds is ignored by status and removed by cleanup', async (t) => {
     const root = tempRoot(t);
     const m = new LockManager(root, { cleanupOnStart: false });
+    t.after(() => m.close());
     const held = await m.acquire('x', SHARED, { user: 'real' });
     const junk = join(root, '.locks', 'x.holders', '1-1-junk.rec');
     writeFileSync(junk, Buffer.from([0x4c, 0x4f, 0xff, 0x00, 0x0a, 0x7b, 0x22]));
@@ -170,6 +177,7 @@ describe('faults', () => {
     child.proc.stdin?.write(`${JSON.stringify({ op: 'exit', seq: 999 })}\n`);
     assert.deepEqual(await child.exited, { code: 0, signal: null });
     const m = new LockManager(root, { cleanupOnStart: false });
+    t.after(() => m.close());
     for (const s of await m.listLocks()) {
       assert.equal(s.state, 'free', s.id);
       assert.ok(s.holders.every((h) => h.pid !== pid));

@@ -34,6 +34,7 @@ describe('lock files', () => {
     symlinkSync(outside, join(root, '.locks', 'x.lock'));
     symlinkSync(join(tempRoot(t), 'not-there'), join(root, '.locks', 'dangling.lock'));
     const m = new LockManager(root, { cleanupOnStart: false });
+    t.after(() => m.close());
     for (const id of ['x', 'dangling']) {
       const err = await m.acquire(id, EXCLUSIVE).catch((e: unknown) => e);
       assert.ok(err instanceof UnsafeLockFileError, String(err));
@@ -55,6 +56,7 @@ describe('lock files', () => {
     execFileSync('mkfifo', [join(root, '.locks', 'fifo.lock')]);
     mkdirSync(join(root, '.locks', 'dir.lock'));
     const m = new LockManager(root, { cleanupOnStart: false });
+    t.after(() => m.close());
     await assert.rejects(
       m.acquire('fifo', SHARED),
       (e: unknown) => e instanceof UnsafeLockFileError && /FIFO/.test(e.message),
@@ -71,6 +73,7 @@ describe('lock files', () => {
     const elsewhere = tempRoot(t);
     symlinkSync(elsewhere, join(root, '.locks'));
     const m = new LockManager(root);
+    t.after(() => m.close());
     await assert.rejects(
       m.acquire('x', SHARED),
       (e: unknown) => e instanceof UnsafeLockFileError && e.path === join(root, '.locks'),
@@ -84,6 +87,7 @@ describe('lock files', () => {
     const path = join(root, '.locks', 'keep.lock');
     writeFileSync(path, 'written by someone else');
     const m = new LockManager(root, { cleanupOnStart: false });
+    t.after(() => m.close());
     for (const type of [SHARED, EXCLUSIVE]) await (await m.acquire('keep', type)).release();
     assert.equal(readFileSync(path, 'utf8'), 'written by someone else');
     await m.close();
@@ -94,6 +98,7 @@ describe('lock files', () => {
     const guardRoot = join(tmpdir(), 'lockwarden-test-sysctl');
     mkdirSync(guardRoot, { recursive: true });
     const guards = new LockManager(guardRoot, { cleanupOnStart: false, metadata: false });
+    t.after(() => guards.close());
     const guard = await guards.acquire('protected_regular', EXCLUSIVE, { timeout: 120_000 });
     const sysctl = '/proc/sys/fs/protected_regular';
     const saved = readFileSync(sysctl, 'utf8').trim();
@@ -106,6 +111,7 @@ describe('lock files', () => {
     const root = tempRoot(t, true);
     // As in /tmp: root owns the sticky directory, another user owns the file.
     const m = new LockManager(root, { cleanupOnStart: false });
+    t.after(() => m.close());
     await (await m.acquire('setup', SHARED)).release();
     assert.equal(statSync(join(root, '.locks')).mode & 0o7777, 0o1777);
     const nobody = await HolderChild.start(t, root, { cleanupOnStart: false }, NOBODY);

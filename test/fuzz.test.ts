@@ -59,6 +59,7 @@ describe('fuzzing the library', () => {
   test('any id, type and options: a working lock or a typed error, never a crash, a hang or a leftover', async (t) => {
     const root = tempRoot(t);
     const m = new LockManager(root, { cleanupOnStart: false });
+    t.after(() => m.close());
     const id = fc.oneof(
       wild,
       fc.string({ maxLength: 300 }),

@@ -34,6 +34,7 @@ describe('ids and lock file names', () => {
   test('plain ids lock <root>/.locks/<id>.lock', async (t) => {
     const root = tempRoot(t);
     const m = new LockManager(root);
+    t.after(() => m.close());
     for (const id of ['scan001', 'build-1', 'A.b_c', 'x'.repeat(100)]) {
       assert.equal((await m.getLockStatus(id)).path, join(root, '.locks', `${id}.lock`));
     }
@@ -44,6 +45,7 @@ describe('ids and lock file names', () => {
     const root = tempRoot(t);
     const lockDir = join(root, '.locks');
     const m = new LockManager(root);
+    t.after(() => m.close());
     const seen = new Map<string, string>();
     const check = async (id: string) => {
       const { path } = await m.getLockStatus(id);
@@ -77,6 +79,7 @@ describe('ids and lock file names', () => {
   test('any id round-trips through its lock file: listLocks returns it', async (t) => {
     const root = tempRoot(t);
     const m = new LockManager(root);
+    t.after(() => m.close());
     const ids = [...TRICKY, 'naïve façade', '日本語のid', 'x'.repeat(300)];
     for (const id of ids) await (await m.acquire(id, LockType.SHARED)).release();
     const short = (id: string) =>
@@ -91,6 +94,7 @@ describe('ids and lock file names', () => {
 
   test('empty and non-string ids are InvalidLockIdError', async (t) => {
     const m = new LockManager(tempRoot(t));
+    t.after(() => m.close());
     for (const id of ['', undefined, null, 42, {}, ['a']]) {
       await assert.rejects(m.acquire(id as string, LockType.SHARED), InvalidLockIdError);
       await assert.rejects(

@@ -27,6 +27,7 @@ describe('interoperability with flock(1) and Python fcntl.flock', () => {
     const root = tempRoot(t);
     const path = join(root, '.locks', 'deploy.lock');
     const m = new LockManager(root);
+    t.after(() => m.close());
     await (await m.acquire('deploy', SHARED)).release(); // creates .locks
     const holder = await startUntil(
       t,
@@ -53,6 +54,7 @@ describe('interoperability with flock(1) and Python fcntl.flock', () => {
     const root = tempRoot(t);
     const path = join(root, '.locks', 'build.lock');
     const m = new LockManager(root);
+    t.after(() => m.close());
     const ex = await m.acquire('build', EXCLUSIVE);
     assert.equal((await run('flock', ['-n', '-s', path, 'true'])).code, 1);
     assert.equal((await run('flock', ['-n', '-x', path, 'true'])).code, 1);
@@ -69,6 +71,7 @@ describe('interoperability with flock(1) and Python fcntl.flock', () => {
     const root = tempRoot(t);
     const path = join(root, '.locks', 'scan001.lock');
     const m = new LockManager(root);
+    t.after(() => m.close());
     const ex = await m.acquire('scan001', EXCLUSIVE);
     assert.equal((await run('python3', ['-c', PY_TRY, path, 'shared'])).code, 1);
     await ex.release();

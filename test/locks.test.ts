@@ -16,6 +16,7 @@ const { SHARED, EXCLUSIVE } = LockType;
 describe('locks between async tasks of one process', () => {
   test('shared locks coexist', async (t) => {
     const m = new LockManager(tempRoot(t));
+    t.after(() => m.close());
     const a = await m.acquire('scan001', SHARED);
     const b = await m.acquire('scan001', SHARED, { timeout: 0 });
     assert.equal((await m.getLockStatus('scan001')).holders.length, 2);
@@ -26,6 +27,7 @@ describe('locks between async tasks of one process', () => {
 
   test('an exclusive lock excludes shared and exclusive ones until released', async (t) => {
     const m = new LockManager(tempRoot(t));
+    t.after(() => m.close());
     const ex = await m.acquire('scan001', EXCLUSIVE);
     assert.equal(await m.tryAcquire('scan001', SHARED), null);
     assert.equal(await m.tryAcquire('scan001', EXCLUSIVE), null);
@@ -45,6 +47,7 @@ describe('locks between async tasks of one process', () => {
 
   test('an exclusive waiter gets the lock once every shared holder has released', async (t) => {
     const m = new LockManager(tempRoot(t));
+    t.after(() => m.close());
     const readers = await Promise.all([1, 2, 3].map(() => m.acquire('db', SHARED)));
     const order: string[] = [];
     const writer = m.acquire('db', EXCLUSIVE).then((h) => {
@@ -63,6 +66,7 @@ describe('locks between async tasks of one process', () => {
 
   test('concurrent exclusive sections never overlap and are served in arrival order', async (t) => {
     const m = new LockManager(tempRoot(t));
+    t.after(() => m.close());
     let inside = 0;
     let maxInside = 0;
     const order: number[] = [];
@@ -87,6 +91,7 @@ describe('locks between async tasks of one process', () => {
 
   test('a shared request arriving after a waiting exclusive one waits behind it', async (t) => {
     const m = new LockManager(tempRoot(t));
+    t.after(() => m.close());
     const reader = await m.acquire('q', SHARED);
     const order: string[] = [];
     const writer = m.acquire('q', EXCLUSIVE).then(async (h) => {
@@ -109,6 +114,7 @@ describe('locks between async tasks of one process', () => {
 describe('timeouts', () => {
   test('timeout 0 makes one attempt and rejects at once when held', async (t) => {
     const m = new LockManager(tempRoot(t));
+    t.after(() => m.close());
     const ex = await m.acquire('a', EXCLUSIVE);
     const started = performance.now();
     await assert.rejects(m.acquire('a', SHARED, { timeout: 0 }), LockTimeoutError);
@@ -119,6 +125,7 @@ describe('timeouts', () => {
 
   test('a timed-out wait rejects near its deadline, naming id, mode, wait and holders', async (t) => {
     const m = new LockManager(tempRoot(t));
+    t.after(() => m.close());
     const held = await m.acquire('scan001', EXCLUSIVE, { user: 'writer1' });
     const started = performance.now();
     const err = await m.acquire('scan001', SHARED, { timeout: 200 }).catch((e: unknown) => e);
@@ -141,6 +148,7 @@ describe('timeouts', () => {
 
   test('defaultTimeout applies when acquire gives none', async (t) => {
     const m = new LockManager(tempRoot(t), { defaultTimeout: 50 });
+    t.after(() => m.close());
     const held = await m.acquire('a', EXCLUSIVE);
     const err = await m.acquire('a', EXCLUSIVE).catch((e: unknown) => e);
     assert.ok(err instanceof LockTimeoutError);
@@ -151,6 +159,7 @@ describe('timeouts', () => {
 
   test('timeout Infinity waits as long as it takes', async (t) => {
     const m = new LockManager(tempRoot(t), { defaultTimeout: 10 });
+    t.after(() => m.close());
     const held = await m.acquire('a', EXCLUSIVE);
     const waiting = m.acquire('a', EXCLUSIVE, { timeout: Number.POSITIVE_INFINITY });
     await sleep(100);
@@ -161,6 +170,7 @@ describe('timeouts', () => {
 
   test('timeouts longer than setTimeout can express do not fire early', async (t) => {
     const m = new LockManager(tempRoot(t));
+    t.after(() => m.close());
     const held = await m.acquire('a', EXCLUSIVE);
     const waiting = m.acquire('a', EXCLUSIVE, { timeout: 2 ** 40 });
     await sleep(50);
@@ -171,6 +181,7 @@ describe('timeouts', () => {
 
   test('a waiter that times out lets the ones behind it through', async (t) => {
     const m = new LockManager(tempRoot(t));
+    t.after(() => m.close());
     const reader = await m.acquire('a', SHARED);
     const writer = m.acquire('a', EXCLUSIVE, { timeout: 50 });
     const lateReader = m.acquire('a', SHARED, { timeout: 1000 });
@@ -185,6 +196,7 @@ describe('timeouts', () => {
 describe('cancellation', () => {
   test('an AbortSignal cancels a wait promptly, with the reason as cause', async (t) => {
     const m = new LockManager(tempRoot(t));
+    t.after(() => m.close());
     const held = await m.acquire('a', EXCLUSIVE);
     const controller = new AbortController();
     const reason = new Error('user pressed ctrl-c');
@@ -206,6 +218,7 @@ describe('cancellation', () => {
 
   test('an already aborted signal rejects without waiting', async (t) => {
     const m = new LockManager(tempRoot(t));
+    t.after(() => m.close());
     const err = await m
       .acquire('a', SHARED, { signal: AbortSignal.abort('stop') })
       .catch((e: unknown) => e);
@@ -218,6 +231,7 @@ describe('cancellation', () => {
 describe('handles and withLock', () => {
   test('releasing twice is harmless', async (t) => {
     const m = new LockManager(tempRoot(t));
+    t.after(() => m.close());
     const h = await m.acquire('a', EXCLUSIVE);
     await h.release();
     await h.release();
@@ -235,6 +249,7 @@ describe('handles and withLock', () => {
 
   test('await using releases at the end of the block', async (t) => {
     const m = new LockManager(tempRoot(t));
+    t.after(() => m.close());
     {
       await using _lock = await m.acquire('a', EXCLUSIVE);
       assert.equal(await m.tryAcquire('a', EXCLUSIVE), null);
@@ -247,6 +262,7 @@ describe('handles and withLock', () => {
 
   test('withLock returns the callback value and releases', async (t) => {
     const m = new LockManager(tempRoot(t));
+    t.after(() => m.close());
     const value = await m.withLock('a', SHARED, { user: 'reader1' }, async (handle) => {
       assert.equal(handle.type, SHARED);
       return { rows: 3 };
@@ -260,6 +276,7 @@ describe('handles and withLock', () => {
 
   test("withLock rethrows the callback's own error object and releases", async (t) => {
     const m = new LockManager(tempRoot(t));
+    t.after(() => m.close());
     const mine = Object.assign(new Error('ENOENT from the protected code'), { code: 'ENOENT' });
     const thrown = await m
       .withLock('a', EXCLUSIVE, () => {
@@ -279,6 +296,7 @@ describe('handles and withLock', () => {
 
   test('tryAcquire returns a handle or null', async (t) => {
     const m = new LockManager(tempRoot(t));
+    t.after(() => m.close());
     const h = await m.tryAcquire('a', EXCLUSIVE);
     assert.ok(h !== null);
     assert.equal(await m.tryAcquire('a', SHARED), null);
@@ -291,6 +309,7 @@ describe('close', () => {
   test('close rejects waiters, releases holders, and refuses new acquisitions', async (t) => {
     const root = tempRoot(t);
     const m = new LockManager(root);
+    t.after(() => m.close());
     const held = await m.acquire('a', EXCLUSIVE);
     const waiting = m.acquire('a', SHARED);
     await m.close();
@@ -298,6 +317,7 @@ describe('close', () => {
     assert.equal(held.released, true);
     await assert.rejects(m.acquire('a', SHARED), LockManagerClosedError);
     const other = new LockManager(root);
+    t.after(() => other.close());
     const h = await other.acquire('a', EXCLUSIVE, { timeout: 0 });
     await h.release();
     await other.close();
@@ -307,6 +327,7 @@ describe('close', () => {
 describe('option checks', () => {
   test('bad timeouts, modes and options are typed errors', async (t) => {
     const m = new LockManager(tempRoot(t));
+    t.after(() => m.close());
     for (const timeout of [-1, Number.NaN, '5' as unknown as number]) {
       await assert.rejects(m.acquire('a', SHARED, { timeout }), InvalidOptionError);
     }

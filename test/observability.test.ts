@@ -12,6 +12,7 @@ describe('observability', () => {
     const lines: [object, string | undefined][] = [];
     const logger = { debug: (obj: object, msg?: string) => lines.push([obj, msg]) };
     const m = new LockManager(tempRoot(t), { logger });
+    t.after(() => m.close());
     const h = await m.acquire('scan001', EXCLUSIVE);
     await assert.rejects(m.acquire('scan001', SHARED, { timeout: 20 }), LockTimeoutError);
     await h.release();
@@ -41,6 +42,7 @@ describe('observability', () => {
       cleanupOnStart: false,
       logger: { debug: (_o, msg) => lines.push(msg ?? '') },
     });
+    t.after(() => m.close());
     await assert.rejects(m.acquire('x', SHARED, { timeout: 30 }), LockTimeoutError);
     assert.ok(lines.includes('lock busy, waiting'), JSON.stringify(lines));
     await m.close();
@@ -73,6 +75,7 @@ describe('observability', () => {
       for (const off of subscriptions) off();
     });
     const m = new LockManager(tempRoot(t));
+    t.after(() => m.close());
     const h = await m.acquire('ch', EXCLUSIVE);
     await assert.rejects(m.acquire('ch', SHARED, { timeout: 25 }));
     await new Promise((r) => setTimeout(r, 10));
@@ -89,6 +92,42 @@ describe('observability', () => {
     assert.ok((timeout?.waitedMs as number) >= 24);
     assert.ok((release?.heldMs as number) >= 30);
     await m.close();
+  });
+
+  test('observing grants does not change their tokens: subscribers, a logger, NODE_DEBUG', async (t) => {
+    // A file-engine token is issued when first read; an observer that read it would issue
+    // one per grant. Three exclusive grants nobody reads, then one that is read: 1 each way.
+    const fourthToken = async (options: object): Promise<number> => {
+      const m = new LockManager(tempRoot(t), options);
+      t.after(() => m.close());
+      for (let i = 0; i < 3; i++) await (await m.acquire('obs', EXCLUSIVE)).release();
+      const h = await m.acquire('obs', EXCLUSIVE);
+      t.after(() => h.release());
+      return h.token;
+    };
+    assert.equal(await fourthToken({}), 1, 'unobserved');
+    assert.equal(await fourthToken({ logger: { debug: () => {} } }), 1, 'with a debug logger');
+    const names = ['acquire', 'release', 'wait', 'timeout', 'abort', 'lost'];
+    const listener = () => {};
+    for (const name of names) diagnostics_channel.subscribe(`lockwarden:${name}`, listener);
+    try {
+      assert.equal(await fourthToken({}), 1, 'with every channel subscribed');
+    } finally {
+      for (const name of names) diagnostics_channel.unsubscribe(`lockwarden:${name}`, listener);
+    }
+    const child = await HolderChild.start(
+      t,
+      tempRoot(t),
+      {},
+      { env: { ...process.env, NODE_DEBUG: 'lockwarden' } },
+    );
+    for (let i = 0; i < 3; i++) {
+      assert.equal((await child.request({ op: 'try', id: 'obs', type: EXCLUSIVE })).value, true);
+      await child.request({ op: 'release', id: 'obs' });
+    }
+    const reply = await child.request({ op: 'try', id: 'obs', type: EXCLUSIVE, withToken: true });
+    assert.equal(reply.value, 1, 'with NODE_DEBUG=lockwarden');
+    assert.match(child.stderr.join(''), /LOCKWARDEN \d+: lock granted/);
   });
 
   test('nothing keeps the event loop alive after releases, timeouts, aborts, or close', async (t) => {

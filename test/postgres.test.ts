@@ -278,10 +278,11 @@ describe('PostgreSQL engine: status and errors', () => {
     await h.release();
   });
 
-  test('an unreachable server is a LockStoreError naming the host, never the password', async () => {
+  test('an unreachable server is a LockStoreError naming the host, never the password', async (t) => {
     const m = new LockManager('postgres://app:s3cret-pw@127.0.0.1:1/locks', {
       cleanupOnStart: false,
     });
+    t.after(() => m.close());
     const err = await m.acquire('x', EXCLUSIVE, { timeout: 0 }).then(
       () => assert.fail('acquired without a server'),
       (e: unknown) => e,

@@ -48,6 +48,7 @@ describe('between processes', () => {
       assert.equal(r.ok, true);
     }
     const m = new LockManager(root, { cleanupOnStart: false });
+    t.after(() => m.close());
     const status = await m.getLockStatus('scan001');
     assert.equal(status.state, 'shared');
     const seen = status.holders.map((h) => [h.user, h.pid, h.type, h.info?.n]).sort();
@@ -67,6 +68,7 @@ describe('between processes', () => {
     const victim = await HolderChild.start(t, root);
     await victim.request({ op: 'acquire', id: 'scan001', type: EXCLUSIVE, user: 'doomed' });
     const m = new LockManager(root, { cleanupOnStart: false });
+    t.after(() => m.close());
     const before = await m.getLockStatus('scan001');
     assert.equal(before.state, 'exclusive');
     assert.equal(before.holders[0]?.user, 'doomed');
@@ -117,6 +119,7 @@ describe('between worker threads', () => {
     t.after(() => second.worker.terminate());
     assert.deepEqual(await second.first, { held: false, code: 'ELOCKTIMEOUT' });
     const m = new LockManager(root, { cleanupOnStart: false });
+    t.after(() => m.close());
     assert.equal(await m.tryAcquire('scan001', SHARED), null, 'the main thread is excluded too');
     const third = startThread(root, 'scan001', SHARED, 5000);
     t.after(() => third.worker.terminate());
@@ -141,6 +144,7 @@ describe('between worker threads', () => {
     assert.equal((await w.first).held, true);
     await w.worker.terminate();
     const m = new LockManager(root, { cleanupOnStart: false });
+    t.after(() => m.close());
     const h = await m.acquire('w', EXCLUSIVE, { timeout: 0 });
     await h.release();
     await m.close();
@@ -151,6 +155,7 @@ describe('between users', () => {
   test('a lock taken by root excludes another uid, and the other way round', async (t) => {
     const root = tempRoot(t, true);
     const m = new LockManager(root, { cleanupOnStart: false });
+    t.after(() => m.close());
     const nobody = await HolderChild.start(t, root, { cleanupOnStart: false }, NOBODY);
     const held = await m.acquire('deploy', EXCLUSIVE);
     assert.equal((await nobody.request({ op: 'try', id: 'deploy', type: SHARED })).value, false);

@@ -40,6 +40,7 @@ describe('another user in a shared root', () => {
   test('a symlink or FIFO it plants at a lock path is refused, and the target is untouched', async (t) => {
     const { root, target } = sharedRoot(t);
     const m = new LockManager(root, { cleanupOnStart: false });
+    t.after(() => m.close());
     await (await m.acquire('made', SHARED)).release(); // makes .locks, as root
     const locks = join(root, '.locks');
     await asNobody(`ln -s ${target} ${locks}/link.lock && mkfifo ${locks}/pipe.lock`);
@@ -59,6 +60,7 @@ describe('another user in a shared root', () => {
   test('a symlink or FIFO it plants at a record path is skipped by status and cleanup, the target untouched', async (t) => {
     const { root, target } = sharedRoot(t);
     const m = new LockManager(root, { cleanupOnStart: false });
+    t.after(() => m.close());
     const held = await m.acquire('x', SHARED, { user: 'real' });
     const holders = join(root, '.locks', 'x.holders');
     await asNobody(`ln -s ${target} ${holders}/evil.rec && mkfifo ${holders}/pipe.rec`);
@@ -77,6 +79,7 @@ describe('another user in a shared root', () => {
   test('a forged record claiming a lock its process does not hold shows no holder', async (t) => {
     const root = tempRoot(t, true);
     const m = new LockManager(root, { cleanupOnStart: false });
+    t.after(() => m.close());
     await (await m.acquire('x', SHARED)).release();
     const holders = join(root, '.locks', 'x.holders');
     mkdirSync(holders, { recursive: true });
@@ -111,6 +114,7 @@ describe('another user in a shared root', () => {
       NOBODY,
     );
     const m = new LockManager(root, { cleanupOnStart: false });
+    t.after(() => m.close());
     const status = await m.getLockStatus('x');
     assert.equal(status.state, 'shared');
     assert.deepEqual(
@@ -123,6 +127,7 @@ describe('another user in a shared root', () => {
   test('file modes share locks and nothing more: it can lock our files but not change, remove or rename them', async (t) => {
     const root = tempRoot(t, true);
     const m = new LockManager(root, { cleanupOnStart: false });
+    t.after(() => m.close());
     const held = await m.acquire('x', SHARED);
     const locks = join(root, '.locks');
     const record = readdirSync(join(locks, 'x.holders')).find((n) => n.endsWith('.rec')) as string;
@@ -168,6 +173,7 @@ print(';'.join(out))
     await theirs.request({ op: 'release', id: 'x' });
     await theirs.request({ op: 'close' });
     const m = new LockManager(root, { cleanupOnStart: false });
+    t.after(() => m.close());
     const h = await m.acquire('x', EXCLUSIVE);
     assert.equal(statSync(join(root, '.locks', 'x.lock')).uid, NOBODY.uid);
     await h.release();

@@ -10,6 +10,7 @@ describe('status', () => {
   test('a free id reports free with no holders', async (t) => {
     const root = tempRoot(t);
     const m = new LockManager(root);
+    t.after(() => m.close());
     assert.deepEqual(await m.getLockStatus('nobody-here'), {
       id: 'nobody-here',
       state: 'free',
@@ -22,6 +23,7 @@ describe('status', () => {
   test('status shows holder metadata, and listLocks covers every id', async (t) => {
     const root = tempRoot(t);
     const m = new LockManager(root, { user: 'svc' });
+    t.after(() => m.close());
     const a = await m.acquire('scan001', EXCLUSIVE, { info: { job: 'rescan', attempt: 2 } });
     const b = await m.acquire('scan002', SHARED, { user: 'reader1' });
     await (await m.acquire('scan003', SHARED)).release();
@@ -52,6 +54,7 @@ describe('status', () => {
     const child = await HolderChild.start(t, root, { metadata: false });
     await child.request({ op: 'acquire', id: 'quiet', type: EXCLUSIVE });
     const m = new LockManager(root, { cleanupOnStart: false });
+    t.after(() => m.close());
     const s = await m.getLockStatus('quiet');
     assert.equal(s.state, 'exclusive');
     assert.deepEqual(
@@ -64,6 +67,7 @@ describe('status', () => {
   test('records are never seen half-written while a holder churns', async (t) => {
     const root = tempRoot(t);
     const m = new LockManager(root);
+    t.after(() => m.close());
     await (await m.acquire('hot', SHARED)).release();
     const churn = await startUntil(
       t,

@@ -45,7 +45,7 @@ export function exitCodeFor(err: unknown): number {
   if (err instanceof LockStoreError) return EXIT.UNAVAILABLE;
   if (err instanceof LockKeyCollisionError) return EXIT.DATAERR;
   if (err instanceof LockFileError) {
-    switch (err.errno) {
+    switch (err.osCode) {
       case 'EMFILE':
       case 'ENFILE':
       case 'ENOMEM':

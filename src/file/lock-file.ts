@@ -2,8 +2,10 @@
  * Opening lock files safely in a directory other users can write.
  *
  * - Existing files are opened O_RDONLY without O_CREAT: flock needs no write access, and
- *   the kernel's protected_regular rule refuses O_CREAT on another user's file in a sticky
- *   world-writable directory, even to root (the /tmp trap of the second seed).
+ *   the kernel's protected_regular rule (fs.protected_regular, on by default on most
+ *   distributions) refuses O_CREAT on a file another user owns in a sticky world-writable
+ *   directory such as /tmp, even to root. A script that opens its lock file with O_CREAT
+ *   therefore fails with EACCES as soon as a second user runs it there.
  * - O_NOFOLLOW: a symlink planted at a lock path is refused, never followed.
  * - O_NONBLOCK: a FIFO planted at a lock path must not hang the open; the fstat check
  *   then refuses anything that is not a regular file.
@@ -27,7 +29,8 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { threadId } from 'node:worker_threads';
-import { UnsafeLockFileError } from '../errors.js';
+import { isErrno, UnsafeLockFileError } from '../errors.js';
+import { tryLockFd } from '../sys/flock.js';
 import { fsError } from './fs-errors.js';
 
 const { O_RDONLY, O_RDWR, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK, O_NOCTTY } = constants;
@@ -56,10 +59,6 @@ export function tempName(): string {
   return `${TMP_PREFIX}${process.pid}-${threadId}-${counter}-${Math.random().toString(36).slice(2, 10)}`;
 }
 
-function isErrno(err: unknown, code: string): boolean {
-  return (err as NodeJS.ErrnoException | null)?.code === code;
-}
-
 /** Checks that an fd opened on a lock path is a regular file; closes it and throws if not. */
 function requireRegular(fd: number, path: string, id?: string): void {
   const st = fstatSync(fd);
@@ -67,8 +66,7 @@ function requireRegular(fd: number, path: string, id?: string): void {
   closeSync(fd);
   throw new UnsafeLockFileError(
     `lock path '${path}' is not a regular file (${st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : 'a special file'}); lockwarden refuses to lock it, remove it`,
-    path,
-    id,
+    { path, id },
   );
 }
 
@@ -89,8 +87,7 @@ export function ensureDir(dir: string, mode: number, id?: string): void {
   if (!st.isDirectory()) {
     throw new UnsafeLockFileError(
       `lock directory '${dir}' is ${st.isSymbolicLink() ? 'a symbolic link' : 'not a directory'}; lockwarden refuses to use it`,
-      dir,
-      id,
+      { path: dir, id },
     );
   }
 }
@@ -114,23 +111,22 @@ export function openLockFile(
       if (!isErrno(err, 'ENOENT') || attempt > 100) {
         throw fsError(err, 'cannot open lock file', path, 'read', id);
       }
-      const created = createLockFile(path, dir, dirMode, content, id);
-      if (created !== null) return created;
-      continue;
+      createLockFile(path, dir, dirMode, content, id);
+      continue; // open it by its name, whoever won the race to make it
     }
     requireRegular(fd, path, id);
     return fd;
   }
 }
 
-/** Makes the file; null tells the caller to open it by its name (whoever won the race). */
+/** Makes the file unless someone else did first; the caller then opens it by its name. */
 function createLockFile(
   path: string,
   dir: string,
   dirMode: number,
   content: string | null,
   id?: string,
-): number | null {
+): void {
   const tmp = join(dir, tempName());
   let fd: number;
   try {
@@ -138,7 +134,7 @@ function createLockFile(
   } catch (err) {
     if (!isErrno(err, 'ENOENT')) throw fsError(err, 'cannot create lock file', path, 'write', id);
     ensureDir(dir, dirMode, id);
-    return null;
+    return;
   }
   try {
     fchmodSync(fd, LOCK_FILE_MODE);
@@ -147,14 +143,13 @@ function createLockFile(
   } catch (err) {
     closeSync(fd);
     unlinkQuietly(tmp);
-    if (isErrno(err, 'EEXIST')) return null;
+    if (isErrno(err, 'EEXIST')) return;
     throw fsError(err, 'cannot create lock file', path, 'write', id);
   }
   unlinkQuietly(tmp);
   // Reopen by the real name: inotify reports a descriptor's changes under the name it was
   // opened through, and waiters listen for `<base>.lock`, not for a vanished temporary.
   closeSync(fd);
-  return null;
 }
 
 /** Removes a path, ignoring that it is already gone. */
@@ -181,4 +176,53 @@ export function stillNamed(fd: number, path: string): boolean {
     if (isErrno(err, 'ENOENT')) return false;
     throw err;
   }
+}
+
+/**
+ * Opens the existing file at `path` without following links, runs `probe` on the
+ * descriptor and closes it. Undefined when it cannot be opened (gone meanwhile, or not
+ * ours to read): callers that look at what others made skip such files.
+ */
+export function withExisting<T>(path: string, probe: (fd: number) => T): T | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, OPEN_EXISTING);
+  } catch {
+    return undefined;
+  }
+  try {
+    return probe(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * One non-blocking lock of `fd`, then the check that `path` still names it: 'held',
+ * 'busy' (someone else holds it), or 'moved' (the inode lost its name: reopen the path).
+ */
+export function lockNamed(
+  fd: number,
+  exclusive: boolean,
+  path: string,
+  id: string,
+): 'held' | 'busy' | 'moved' {
+  try {
+    if (!tryLockFd(fd, exclusive, path)) return 'busy';
+    return stillNamed(fd, path) ? 'held' : 'moved';
+  } catch (err) {
+    throw fsError(err, 'cannot lock', path, 'read', id);
+  }
+}
+
+/** Removes a lock-like file (an orphaned gate) if nobody holds it and it is a regular file. */
+export function removeIfFree(path: string): void {
+  withExisting(path, (fd) => {
+    try {
+      if (fstatSync(fd).isFile() && tryLockFd(fd, true, path) && stillNamed(fd, path))
+        unlinkQuietly(path);
+    } catch {
+      // another user's, or gone
+    }
+  });
 }

@@ -31,19 +31,20 @@ import {
 import { join } from 'node:path';
 import { threadId } from 'node:worker_threads';
 import { crc32 } from 'node:zlib';
+import type { HolderFacts } from '../engine.js';
+import { isErrno } from '../errors.js';
 import { tryLockFd, unlockFd } from '../sys/flock.js';
 import { currentIdentity } from '../sys/users.js';
 import type { LockHolder } from '../types.js';
 import { LockType } from '../types.js';
-import type { HolderFacts } from './engine.js';
 import {
   CREATE_RECORD,
   ensureDir,
-  OPEN_EXISTING,
   removeOldTemp,
   TMP_PREFIX,
   tempName,
   unlinkQuietly,
+  withExisting,
 } from './lock-file.js';
 
 const RECORD_MODE = 0o644;
@@ -69,10 +70,10 @@ export class RecordFile {
    * Publishes `holders` (a non-empty list). Throws the OS error if the record cannot be
    * written; the lock itself is not affected.
    */
-  publish(holders: HolderFacts[]): void {
+  publish(facts: HolderFacts[]): void {
     for (let attempt = 0; ; attempt++) {
       if (this.fd < 0) this.#create();
-      this.#write(holders);
+      this.#write(facts);
       // Only our own close or a hand that may delete our files unnames a locked record;
       // then start a new one. Checked at most once a second.
       const now = performance.now();
@@ -111,7 +112,7 @@ export class RecordFile {
     this.#checkedAt = Number.NEGATIVE_INFINITY;
   }
 
-  #write(holders: HolderFacts[]): void {
+  #write(facts: HolderFacts[]): void {
     if (this.#prefix === null) {
       const me = currentIdentity();
       const who = JSON.stringify({
@@ -123,7 +124,7 @@ export class RecordFile {
       });
       this.#prefix = `${who.slice(0, -1)},"holders":`;
     }
-    const body = `${this.#prefix}${JSON.stringify(holders)}}`;
+    const body = `${this.#prefix}${JSON.stringify(facts)}}`;
     writeSync(this.fd, `${MAGIC} ${Buffer.byteLength(body)} ${crc32(body)}\n${body}`, 0, 'utf8');
   }
 
@@ -135,9 +136,8 @@ export class RecordFile {
       try {
         fd = openSync(tmp, CREATE_RECORD, RECORD_MODE);
       } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if ((code !== 'ENOENT' && code !== 'EEXIST') || attempt > 10) throw err;
-        if (code === 'ENOENT') ensureDir(this.dir, this.dirMode, this.id);
+        if (!isErrno(err, 'ENOENT', 'EEXIST') || attempt > 10) throw err;
+        if (isErrno(err, 'ENOENT')) ensureDir(this.dir, this.dirMode, this.id);
         continue;
       }
       try {
@@ -157,8 +157,7 @@ export class RecordFile {
         if (attempt > 10) throw Object.assign(new Error(`cannot lock '${tmp}'`), { code: 'EBUSY' });
       } catch (err) {
         // EEXIST: a name taken; ENOENT: the directory was pruned meanwhile. Try again.
-        const code = (err as NodeJS.ErrnoException).code;
-        if ((code !== 'EEXIST' && code !== 'ENOENT') || attempt > 10) throw err;
+        if (!isErrno(err, 'EEXIST', 'ENOENT') || attempt > 10) throw err;
       } finally {
         unlinkQuietly(tmp);
         if (fd >= 0) closeSync(fd);
@@ -260,31 +259,22 @@ export function readRecords(dir: string): LiveRecord[] {
   try {
     names = readdirSync(dir);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return live;
+    if (isErrno(err, 'ENOENT', 'ENOTDIR')) return live;
     throw err;
   }
   for (const name of names) {
     if (!name.endsWith(RECORD_SUFFIX) || name.startsWith('.')) continue;
     const path = join(dir, name);
-    let fd: number;
-    try {
-      fd = openSync(path, OPEN_EXISTING);
-    } catch {
-      continue; // removed meanwhile, or not ours to read
-    }
-    try {
+    // Removed meanwhile, or not ours to read: skipped.
+    withExisting(path, (fd) => {
       const st = fstatSync(fd);
-      if (!st.isFile()) continue;
-      if (isDead(fd, path)) continue;
+      if (!st.isFile() || isDead(fd, path)) return;
       let content: RecordContent | null = null;
       for (let i = 0; i < 20 && content === null; i++) content = parseRecord(readWhole(fd));
       // A live record that stays unreadable is skipped: the kernel's table still shows its holder.
       if (content !== null && content.holders.length > 0)
         live.push({ ...content, fileUid: st.uid });
-    } finally {
-      closeSync(fd);
-    }
+    });
   }
   return live;
 }
@@ -309,20 +299,13 @@ export function pruneRecordDir(dir: string): void {
       continue;
     }
     if (!name.endsWith(RECORD_SUFFIX)) continue;
-    let fd: number;
-    try {
-      fd = openSync(path, OPEN_EXISTING);
-    } catch {
-      continue; // removed meanwhile, or not ours to read
-    }
-    try {
-      // Another user's dead record, in a sticky directory, is not ours to remove.
-      if (fstatSync(fd).isFile() && isDead(fd, path)) unlinkQuietly(path);
-    } catch {
-      // gone meanwhile, or not ours
-    } finally {
-      closeSync(fd);
-    }
+    withExisting(path, (fd) => {
+      try {
+        if (fstatSync(fd).isFile() && isDead(fd, path)) unlinkQuietly(path);
+      } catch {
+        // gone meanwhile, or another user's dead record in a sticky directory: not ours
+      }
+    });
   }
   try {
     rmdirSync(dir);

@@ -35,44 +35,42 @@ export function fsError(err: unknown, what: string, path: string, need: Need, id
       return new LockFileError(
         `${what} '${path}': ${who} lacks ${perm} ${target} (${e.code}); ` +
           'make the lock directory writable by every user who locks here, or use another root',
-        path,
-        e,
-        id,
+        { path, id, cause: e },
       );
     }
     case 'EROFS':
       return new LockFileError(
         `${what} '${path}': the file system is read-only (EROFS); put the lock root on a writable file system`,
-        path,
-        e,
-        id,
+        { path, id, cause: e },
       );
     case 'ENOSPC':
     case 'EDQUOT':
       return new LockFileError(
         `${what} '${path}': no space left (${e.code}); free space or inodes on that file system`,
-        path,
-        e,
-        id,
+        { path, id, cause: e },
       );
     case 'EMFILE':
     case 'ENFILE':
       return new LockFileError(
         `${what} '${path}': out of file descriptors (${e.code}); release locks or raise the limit (ulimit -n)`,
-        path,
-        e,
-        id,
+        { path, id, cause: e },
       );
     case 'ELOOP':
       return new UnsafeLockFileError(
         `${what} '${path}': it is a symbolic link, which lockwarden never follows; remove it`,
-        path,
-        id,
-        e,
+        { path, id, cause: e },
       );
     case 'ENOENT':
-      return new LockFileError(`${what} '${path}': no such file or directory`, path, e, id);
+      return new LockFileError(`${what} '${path}': no such file or directory`, {
+        path,
+        id,
+        cause: e,
+      });
     default:
-      return new LockFileError(`${what} '${path}': ${e.code} (${e.message})`, path, e, id);
+      return new LockFileError(`${what} '${path}': ${e.code} (${e.message})`, {
+        path,
+        id,
+        cause: e,
+      });
   }
 }

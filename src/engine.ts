@@ -1,24 +1,27 @@
 /**
  * The interface between LockManager and a lock service. The manager coordinates the
  * tasks of one thread in memory; an engine arbitrates between threads, processes and
- * hosts, holding at most one lock per id per manager, in the mode that covers every
+ * hosts, holding at most one lock per id per manager, of the type that covers every
  * in-memory holder.
+ *
+ * Words: a lock's `type` is shared or exclusive (LockType), as in the public API; `mode`
+ * means file permission bits only (and PostgreSQL's own columns).
  */
-import type { CleanupResult, LockHolder, LockStatus, LockType } from '../types.js';
+import type { CleanupResult, LockHolder, LockStatus, LockType } from './types.js';
 
 export type MaybePromise<T> = T | Promise<T>;
 
 /** A lock the engine granted. */
 export interface EngineLock {
   readonly id: string;
-  readonly mode: LockType;
+  readonly type: LockType;
 }
 
 /** What a holder record says about one in-memory holder. */
 export type HolderFacts = Pick<LockHolder, 'type' | 'user' | 'acquiredAt' | 'info' | 'token'>;
 
 /**
- * One manager's attempt to take an id in one mode. It may keep a place in line between
+ * One manager's attempt to take an id as one type (shared or exclusive). It may keep a place in line between
  * polls (the writer-intent gate), so it must be polled to success or cancelled.
  */
 export interface Attempt {
@@ -39,7 +42,7 @@ export interface Engine {
   /** Prepares the store (directories, tables). Called once before anything else. */
   init(): MaybePromise<void>;
   /** Starts taking `id`; `once` = a single attempt that never takes a place in line. */
-  begin(id: string, mode: LockType, once: boolean): Attempt;
+  begin(id: string, type: LockType, once: boolean): Attempt;
   unlock(lock: EngineLock): MaybePromise<void>;
   /**
    * The fencing token of one grant under `lock`: for an exclusive grant the next value of
@@ -54,11 +57,15 @@ export interface Engine {
   readonly tokensOnDemand?: boolean;
   /**
    * Set by the manager: the engine calls it when locks it held are gone without an unlock
-   * (the session holding them ended). The manager then marks their handles lost.
+   * (a PostgreSQL session ended; a lock file was deleted or replaced while held). The
+   * manager then marks their handles lost.
    */
   onLost?: (locks: EngineLock[], cause: Error) => void;
-  /** Publishes who holds `lock` in this manager; an empty list withdraws the record. */
-  setHolders(lock: EngineLock, holders: HolderFacts[]): MaybePromise<void>;
+  /**
+   * Publishes the facts of this manager's holders under `lock` as its record (a record
+   * file, holder rows); an empty list withdraws the record.
+   */
+  writeRecord(lock: EngineLock, facts: HolderFacts[]): MaybePromise<void>;
   /** Local descriptors a child process must inherit to keep holding `lock` (none for remote engines). */
   descriptorsOf(lock: EngineLock): number[];
   status(id: string): Promise<LockStatus>;

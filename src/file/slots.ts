@@ -36,7 +36,7 @@ export class Slot {
   tokenFd = -1;
   /** The counter file was missing last time (no exclusive grant of this id yet). */
   tokenAbsent = false;
-  /** The mode held, or null while idle or waiting. */
+  /** The type held, or null while idle or waiting. */
   held: LockType | null = null;
   /**
    * The gate cannot be made here (no write access to the lock directory, a read-only or
@@ -134,4 +134,16 @@ export class SlotCache {
     this.#slots.clear();
     this.#idle.clear();
   }
+}
+
+/** A lock the file engine granted: the lock file of `slot`, flocked as `type`. */
+export class FileLock {
+  /** The counter as of this grant (read once per engine lock), -1 if it cannot be stored. */
+  token: number | null = null;
+
+  constructor(
+    readonly id: string,
+    readonly type: LockType,
+    readonly slot: Slot,
+  ) {}
 }

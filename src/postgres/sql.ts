@@ -1,0 +1,118 @@
+/**
+ * Every SQL statement of the PostgreSQL engine, by name. `$n` parameters are listed
+ * beside each; table names are the constants below (never user input).
+ */
+export const KEYS_TABLE = 'lockwarden_keys';
+export const HOLDERS_TABLE = 'lockwarden_holders';
+/** How often a backend blocked in a wait checks that its client is still there (ms). */
+export const CONNECTION_CHECK_MS = 1000;
+/** Serialises schema creation between managers starting at once (any constant key). */
+const SCHEMA_LOCK_KEY = '7299184403710731011';
+
+/** The session's backend pid and start time (which, with the pid, names it). */
+export const SESSION_ID = `SELECT pg_backend_pid() AS pid, backend_start::text AS started FROM pg_stat_activity WHERE pid = pg_backend_pid()`;
+/** Server side keepalives: a host that vanished is noticed after about 10 + 3 * 5 s. */
+export const SET_KEEPALIVES = `SELECT set_config('tcp_keepalives_idle', '10', false), set_config('tcp_keepalives_interval', '5', false), set_config('tcp_keepalives_count', '3', false)`;
+/** PostgreSQL 14+: a backend blocked in a lock wait notices its client is gone. */
+export const SET_CONNECTION_CHECK = `SET client_connection_check_interval = ${CONNECTION_CHECK_MS}`;
+
+export const BEGIN = 'BEGIN';
+export const COMMIT = 'COMMIT';
+export const ROLLBACK = 'ROLLBACK';
+/** Two managers starting at once must not race on CREATE TABLE IF NOT EXISTS. */
+export const LOCK_SCHEMA = `SELECT pg_advisory_xact_lock(${SCHEMA_LOCK_KEY})`;
+export const CREATE_KEYS = `CREATE TABLE IF NOT EXISTS ${KEYS_TABLE} (
+        namespace text NOT NULL,
+        key bigint NOT NULL,
+        id text NOT NULL,
+        token bigint NOT NULL DEFAULT 0,
+        PRIMARY KEY (namespace, key))`;
+export const CREATE_HOLDERS = `CREATE TABLE IF NOT EXISTS ${HOLDERS_TABLE} (
+        namespace text NOT NULL,
+        key bigint NOT NULL,
+        id text NOT NULL,
+        backend_pid integer NOT NULL,
+        backend_start text NOT NULL,
+        mode text NOT NULL,
+        "user" text,
+        host text,
+        pid integer,
+        thread integer,
+        acquired_at timestamptz,
+        info jsonb,
+        token bigint)`;
+export const CREATE_HOLDERS_INDEX = `CREATE INDEX IF NOT EXISTS ${HOLDERS_TABLE}_key ON ${HOLDERS_TABLE} (namespace, key, backend_pid)`;
+
+/** $1 namespace, $2 key, $3 id: the id that owns the key (ours unless it collides). */
+export const CLAIM_KEY = `INSERT INTO ${KEYS_TABLE} (namespace, key, id) VALUES ($1, $2, $3)
+       ON CONFLICT (namespace, key) DO UPDATE SET id = ${KEYS_TABLE}.id RETURNING id`;
+/** $1 namespace, $2 key: the last exclusive token. */
+export const READ_TOKEN = `SELECT token::text AS token FROM ${KEYS_TABLE} WHERE namespace = $1 AND key = $2`;
+/** $1 namespace, $2 key: the next token, and the id that owns the key. */
+export const NEXT_TOKEN = `UPDATE ${KEYS_TABLE} SET token = token + 1 WHERE namespace = $1 AND key = $2 RETURNING token::text AS token, id`;
+
+/** $1 key: `got`. */
+export const TRY_LOCK = 'SELECT pg_try_advisory_lock($1) AS got';
+export const TRY_LOCK_SHARED = 'SELECT pg_try_advisory_lock_shared($1) AS got';
+/** $1 key: blocks until granted (or cancelled). */
+export const LOCK = 'SELECT pg_advisory_lock($1)';
+export const LOCK_SHARED = 'SELECT pg_advisory_lock_shared($1)';
+/** $1 key. */
+export const UNLOCK = 'SELECT pg_advisory_unlock($1)';
+export const UNLOCK_SHARED = 'SELECT pg_advisory_unlock_shared($1)';
+/**
+ * $1 key, $2 namespace, $3 backend start: one round trip that withdraws this session's
+ * holder rows in the statement that lets go of the lock, so status never sees the lock
+ * held without them, nor them without the lock.
+ */
+const withdrawAnd = (unlock: string) =>
+  `WITH gone AS (DELETE FROM ${HOLDERS_TABLE} WHERE namespace = $2 AND key = $1 AND backend_pid = pg_backend_pid() AND backend_start = $3)
+           SELECT ${unlock}($1)`;
+export const WITHDRAW_AND_UNLOCK = withdrawAnd('pg_advisory_unlock');
+export const WITHDRAW_AND_UNLOCK_SHARED = withdrawAnd('pg_advisory_unlock_shared');
+/** Lets go of every advisory lock of the session (a cancelled wait may have won). */
+export const UNLOCK_ALL = 'SELECT pg_advisory_unlock_all()';
+/** $1 backend pid: ends the lock wait running on that session. */
+export const CANCEL_BACKEND = 'SELECT pg_cancel_backend($1)';
+
+/** $1 namespace, $2 key, $3 backend pid, $4 backend start. */
+export const DELETE_HOLDERS = `DELETE FROM ${HOLDERS_TABLE} WHERE namespace = $1 AND key = $2 AND backend_pid = $3 AND backend_start = $4`;
+/**
+ * As DELETE_HOLDERS, then inserts $9 (a JSON array of facts) as rows for id $5 on host
+ * $6, process $7, thread $8.
+ */
+export const REPLACE_HOLDERS = `WITH gone AS (
+         DELETE FROM ${HOLDERS_TABLE} WHERE namespace = $1 AND key = $2 AND backend_pid = $3 AND backend_start = $4)
+       INSERT INTO ${HOLDERS_TABLE}
+         (namespace, key, id, backend_pid, backend_start, mode, "user", host, pid, thread, acquired_at, info, token)
+       SELECT $1, $2, $5, $3, $4, x.mode, x."user", $6, $7, $8, x.acquired_at, x.info, x.token
+       FROM jsonb_to_recordset($9::jsonb)
+         AS x(mode text, "user" text, acquired_at timestamptz, info jsonb, token bigint)`;
+
+/**
+ * $1 namespace, $2/$3 the key's halves (or NULL for every key): holders and waiters from
+ * `pg_locks`, with the holder rows of exactly the sessions that hold each key.
+ */
+export const READ_STATUS = `WITH l AS (
+         SELECT ((lk.classid::bigint << 32) | lk.objid::bigint) AS key, lk.pid, lk.mode, lk.granted,
+                a.backend_start::text AS backend_start, a.usename::text AS usename,
+                host(a.client_addr) AS client_addr
+         FROM pg_locks lk LEFT JOIN pg_stat_activity a ON a.pid = lk.pid
+         WHERE lk.locktype = 'advisory' AND lk.objsubid = 1
+           AND lk.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND ($2::oid IS NULL OR (lk.classid = $2::oid AND lk.objid = $3::oid)))
+       SELECT l.key::text AS key, k.id AS key_id, l.pid AS backend_pid, l.mode AS lock_mode, l.granted,
+              l.usename, l.client_addr,
+              h.id, h.mode, h."user", h.host, h.pid, h.thread, h.acquired_at, h.info, h.token::text AS token
+       FROM l
+       JOIN ${KEYS_TABLE} k ON k.namespace = $1 AND k.key = l.key
+       LEFT JOIN ${HOLDERS_TABLE} h ON l.granted AND h.namespace = $1 AND h.key = l.key
+         AND h.backend_pid = l.pid AND h.backend_start = l.backend_start
+       ORDER BY h.acquired_at NULLS LAST`;
+/** $1 namespace: removes holder rows whose session no longer holds the key; their ids. */
+export const DELETE_DEAD_HOLDERS = `DELETE FROM ${HOLDERS_TABLE} h WHERE h.namespace = $1 AND NOT EXISTS (
+         SELECT 1 FROM pg_locks lk JOIN pg_stat_activity a ON a.pid = lk.pid
+         WHERE lk.locktype = 'advisory' AND lk.granted AND lk.objsubid = 1
+           AND lk.pid = h.backend_pid AND a.backend_start::text = h.backend_start
+           AND ((lk.classid::bigint << 32) | lk.objid::bigint) = h.key)
+       RETURNING h.id`;
