@@ -28,7 +28,7 @@ import { FileAttempt, GATE_SUFFIX, notifyRelease, RWAIT_SUFFIX } from './gate.js
 import { ensureDir, lockNamed, openLockFile } from './lock-file.js';
 import { type FileKey, type FileLock, Slot, SlotCache } from './slots.js';
 import { fileStatus, listFileLocks } from './status.js';
-import { issueToken, TOKEN_SUFFIX } from './tokens.js';
+import { issueToken } from './tokens.js';
 
 export class FileEngine implements Engine {
   readonly root: string;
@@ -56,7 +56,6 @@ export class FileEngine implements Engine {
       gatePath: join(this.lockDir, base + GATE_SUFFIX),
       rwaitPath: join(this.lockDir, base + RWAIT_SUFFIX),
       holdersDir: join(this.lockDir, base + HOLDERS_SUFFIX),
-      tokenPath: join(this.lockDir, base + TOKEN_SUFFIX),
       // JSON, because UTF-8 cannot carry the unpaired surrogates some hashed ids have.
       content: isHashedBase(base) ? JSON.stringify(id) : null,
     };
@@ -98,13 +97,19 @@ export class FileEngine implements Engine {
   lockMain(slot: Slot, exclusive: boolean): boolean {
     const { key } = slot;
     for (;;) {
-      if (slot.main < 0)
-        slot.main = openLockFile(key.lockPath, this.lockDir, this.dirMode, key.content, key.id);
+      this.openMain(slot);
       const got = lockNamed(slot.main, exclusive, key.lockPath, key.id);
       if (got !== 'moved') return got === 'held';
       closeSync(slot.main);
       slot.main = -1;
     }
+  }
+
+  /** Opens (or makes) the lock file of `slot` unless it is open. */
+  openMain(slot: Slot): void {
+    const { key } = slot;
+    if (slot.main < 0)
+      slot.main = openLockFile(key.lockPath, this.lockDir, this.dirMode, key.content, key.id);
   }
 
   /** Called by an attempt once it is granted. */

@@ -18,19 +18,27 @@
  *   to through inotify (watcher.ts); releases that make no event are caught by a capped
  *   backoff.
  *
+ * - Liveness over fairness. A place in line (a waiting writer's gate, a waiting reader's
+ *   announcement) is held by a process that may stop acting: SIGSTOP, a debugger, an
+ *   event loop busy for seconds. A waiter that acts takes a free lock within moments of
+ *   its release; so a request held back only by someone's place in line, on a lock nobody
+ *   holds, takes it past the line once GRACE_MS has passed since the last release (the
+ *   lock file's mtime, which every release touches). A stopped waiter therefore delays
+ *   others by at most GRACE_MS plus one wake-up, and a live one keeps its turn.
+ *
  * Holders that do not speak this protocol (flock(1), Python) are still excluded by the
  * lock itself. The gate and the announcement are helpers, never the lock: where they
  * cannot be made (no write access to the lock directory, a read-only or full file system)
  * the slot goes gateless and the id is locked as flock(1) does; no error on them ever
  * fails a lock (one policy for both: openCompanion).
  */
-import { closeSync } from 'node:fs';
+import { closeSync, fstatSync, lstatSync, openSync } from 'node:fs';
 import type { Attempt } from '../engine.js';
 import { LockFileError } from '../errors.js';
 import { touchFd, tryLockFd, unlockFd } from '../sys/flock.js';
 import { LockType } from '../types.js';
 import type { FileEngine } from './engine.js';
-import { lockNamed, openLockFile } from './lock-file.js';
+import { lockNamed, OPEN_EXISTING, openLockFile } from './lock-file.js';
 import { FileLock, HELD_COMPANION_LIMIT, type Slot } from './slots.js';
 import { onChange } from './watcher.js';
 
@@ -43,29 +51,46 @@ const MAX_BACKOFF_MS = 100;
 const MAX_COOLDOWN_MS = 2;
 /** Release notifications of one id are coalesced to one per this window (see notifyRelease). */
 const TOUCH_EVERY_MS = 1;
+/**
+ * How long after a release a place in line may hold others back from a free lock (see the
+ * header): the waiter it belongs to has had this long to take the lock. Well above a live
+ * waiter's reaction (microseconds to a millisecond), well below the 100 ms promised.
+ */
+export const GRACE_MS = 50;
 /** Errors that say a companion can never be made here: the slot goes gateless for good. */
 const GATELESS = ['EACCES', 'EPERM', 'EROFS', 'ENOSPC', 'EDQUOT'];
 
 /**
- * Opens (or makes) the gate or announcement file at `path`: its descriptor, or -1 when
- * this attempt must do without it. One policy for both companions: they never fail a
- * lock. Where they can never be made (GATELESS) the slot is marked gateless; any other
+ * Opens the gate or announcement file at `path`, making it if `create`: its descriptor, or
+ * -1 when this attempt must do without it. One policy for both companions: they never fail
+ * a lock. Where they can never be made (GATELESS) the slot is marked gateless; any other
  * error (out of descriptors, something planted at the path) skips them for this step
  * only, and the lock file, which the caller takes next, reports its own errors.
+ *
+ * Only those who take a place in line make them (a writer that must wait, a reader that
+ * must wait); a missing one means nobody is in line, so an id that is never contended
+ * keeps just its lock file. A reader that finds no gate was there before any writer queued
+ * (a writer makes the gate before it holds it), just as if it had passed an open gate.
  */
-function openCompanion(engine: FileEngine, slot: Slot, path: string): number {
+function openCompanion(engine: FileEngine, slot: Slot, path: string, create: boolean): number {
   if (slot.gateless) return -1;
   try {
-    return openLockFile(path, engine.lockDir, engine.dirMode, null, slot.key.id);
+    if (create) return openLockFile(path, engine.lockDir, engine.dirMode, null, slot.key.id);
+    // Missing is the common case (nobody in line): ask without the cost of an exception.
+    if (lstatSync(path, { throwIfNoEntry: false }) === undefined) return -1;
+    const fd = openSync(path, OPEN_EXISTING);
+    if (fstatSync(fd).isFile()) return fd;
+    closeSync(fd);
+    return -1;
   } catch (err) {
     if (err instanceof LockFileError && GATELESS.includes(err.osCode ?? '')) slot.gateless = true;
     return -1;
   }
 }
 
-/** Opens the gate of `slot` if needed; false when this slot must do without one. */
-export function openGate(engine: FileEngine, slot: Slot): boolean {
-  if (slot.gate < 0) slot.gate = openCompanion(engine, slot, slot.key.gatePath);
+/** Opens the gate of `slot` if needed (making it if `create`); false when there is none to use. */
+export function openGate(engine: FileEngine, slot: Slot, create = true): boolean {
+  if (slot.gate < 0) slot.gate = openCompanion(engine, slot, slot.key.gatePath, create);
   return slot.gate >= 0;
 }
 
@@ -73,7 +98,8 @@ export function openGate(engine: FileEngine, slot: Slot): boolean {
 function lockGate(engine: FileEngine, slot: Slot, exclusive: boolean): boolean {
   const { key } = slot;
   for (;;) {
-    if (!openGate(engine, slot)) return true; // gateless: no place in line to take
+    // Readers do not make a gate: without one, nobody is in line ahead of them.
+    if (!openGate(engine, slot, exclusive)) return true;
     const got = lockNamed(slot.gate, exclusive, key.gatePath, key.id);
     if (got !== 'moved') return got === 'held';
     closeSync(slot.gate);
@@ -81,14 +107,14 @@ function lockGate(engine: FileEngine, slot: Slot, exclusive: boolean): boolean {
   }
 }
 
-function openRwait(engine: FileEngine, slot: Slot): boolean {
-  if (slot.rwait < 0) slot.rwait = openCompanion(engine, slot, slot.key.rwaitPath);
+function openRwait(engine: FileEngine, slot: Slot, create: boolean): boolean {
+  if (slot.rwait < 0) slot.rwait = openCompanion(engine, slot, slot.key.rwaitPath, create);
   return slot.rwait >= 0;
 }
 
 /** True while some reader waits for this id (it holds the announcement file shared). */
 function readersWaiting(engine: FileEngine, slot: Slot): boolean {
-  if (!openRwait(engine, slot)) return false;
+  if (!openRwait(engine, slot, false)) return false; // never announced: nobody waits
   if (!tryLockFd(slot.rwait, true, slot.key.rwaitPath)) return true;
   unlockFd(slot.rwait, slot.key.rwaitPath);
   return false;
@@ -96,7 +122,7 @@ function readersWaiting(engine: FileEngine, slot: Slot): boolean {
 
 /** A waiting reader says so; false if that could not be said (then it just waits). */
 function announceReader(engine: FileEngine, slot: Slot): boolean {
-  return openRwait(engine, slot) && tryLockFd(slot.rwait, false, slot.key.rwaitPath);
+  return openRwait(engine, slot, true) && tryLockFd(slot.rwait, false, slot.key.rwaitPath);
 }
 
 function withdrawReader(slot: Slot): void {
@@ -138,6 +164,24 @@ function touch(engine: FileEngine, slot: Slot): void {
   }
 }
 
+/**
+ * When the lock of `slot` was last released, in ms since the epoch: the newer of the lock
+ * file's and the gate's mtime (a release touches the lock file, or the gate where this
+ * user may not touch the lock file). 0 when neither can be read.
+ */
+function lastRelease(slot: Slot): number {
+  let at = 0;
+  for (const fd of [slot.main, slot.gate]) {
+    if (fd < 0) continue;
+    try {
+      at = Math.max(at, fstatSync(fd).mtimeMs);
+    } catch {
+      // closed under us: the other one, or 0, will do
+    }
+  }
+  return at;
+}
+
 /** One manager's attempt at one id: the fast path, then the gate, then the lock. */
 export class FileAttempt implements Attempt {
   #phase: 'start' | 'yield' | 'gate' | 'main' = 'start';
@@ -154,10 +198,12 @@ export class FileAttempt implements Attempt {
    * way adaptive mutexes stop spinning. A clean hand-off is never beaten and never cools.
    */
   #beaten = 0;
+  /** Set by a poll that met a free lock inside the grace: ms until it is over. */
+  #graceLeft: number | null = null;
   #wake: (() => void) | null = null;
   #unsubscribe: (() => void) | null = null;
-  /** The phase whose wake-ups we listen to. */
-  #listening: 'start' | 'yield' | 'gate' | 'main' | null = null;
+  /** Whether we listen to the id's wake-ups (see #listen). */
+  #listening = false;
 
   constructor(
     readonly engine: FileEngine,
@@ -170,9 +216,12 @@ export class FileAttempt implements Attempt {
     const { engine, slot } = this;
     const exclusive = this.type === LockType.EXCLUSIVE;
     try {
+      this.#graceLeft = null;
       if (exclusive && this.#phase !== 'main' && readersWaiting(engine, slot)) {
         // Readers wait (announced): a writer not yet in line lets them go first, so a
         // stream of writers cannot starve them. One already in line keeps its place.
+        const past = this.#pastTheLine();
+        if (past !== null) return past;
         if (this.once) return this.#finish();
         this.#phase = 'yield';
         return null;
@@ -186,6 +235,8 @@ export class FileAttempt implements Attempt {
       }
       if (this.#phase === 'gate') {
         if (!lockGate(engine, slot, exclusive)) {
+          const past = this.#pastTheLine();
+          if (past !== null) return past;
           if (this.once) return this.#finish();
           this.#announce();
           return null;
@@ -209,6 +260,30 @@ export class FileAttempt implements Attempt {
       this.cancel();
       throw err;
     }
+  }
+
+  /**
+   * Someone's place in line holds us back: takes the lock anyway if nobody holds it and the
+   * grace since its last release is over (see the header). Within the grace, notes when it
+   * ends, so that wait() polls again then. Mutual exclusion is untouched: the lock file's
+   * own flock decides, as always; only the order of waiters bends.
+   */
+  #pastTheLine(): FileLock | null {
+    const { engine, slot } = this;
+    // The lock file's mtime is the last release: open it first (a reader held at the gate
+    // may not have yet), or an old gate mtime would end the grace too early.
+    engine.openMain(slot);
+    const left = lastRelease(slot) + GRACE_MS - Date.now();
+    if (left > 0) {
+      this.#graceLeft = left;
+      return null;
+    }
+    // Exclusive first: a shared probe would also succeed beside readers already inside,
+    // which a writer in line is rightly waiting for.
+    if (!engine.lockMain(slot, true)) return null;
+    if (this.type === LockType.EXCLUSIVE) return this.#granted();
+    // flock converts in place (it may lose the lock to a waiter in between: then we wait).
+    return engine.lockMain(slot, false) ? this.#granted() : null;
   }
 
   /** A reader that has to wait makes writers not yet in line yield to it. */
@@ -264,9 +339,10 @@ export class FileAttempt implements Attempt {
         return Promise.resolve();
       }
     }
-    const ms = cooling
+    let ms = cooling
       ? Math.min(2 ** (this.#beaten - 2), MAX_COOLDOWN_MS)
       : Math.min(2 ** round, MAX_BACKOFF_MS);
+    if (this.#graceLeft !== null) ms = Math.min(ms, this.#graceLeft + 1);
     return new Promise((resolve) => {
       const done = (by: 'event' | 'backoff' | 'cooldown') => {
         clearTimeout(timer);
@@ -283,14 +359,14 @@ export class FileAttempt implements Attempt {
     });
   }
 
-  /** Listens for the wake-ups of the current phase (see wait). */
+  /** Listens for the id's wake-ups (see wait), the same in every phase. */
   #listen(): void {
-    if (this.#listening === this.#phase || this.#done) return;
-    this.#stopListening();
-    // Past the gate, only a release of the lock can help (or a touch of the gate, where the
-    // releaser may not touch the lock file); before it, only the gate opening can.
+    if (this.#listening || this.#done) return;
+    // A release of the lock, or a touch of the gate (where the releaser may not touch the
+    // lock file, and when a waiter leaves the gate). Before the gate, a release matters
+    // too: it starts the grace after which a place in line no longer holds us back.
     const { key } = this.slot;
-    const names = this.#phase === 'main' ? [key.lockName, key.gateName] : [key.gateName];
+    const names = [key.lockName, key.gateName];
     const wake = () => {
       this.#changed = true;
       this.#wake?.();
@@ -299,13 +375,13 @@ export class FileAttempt implements Attempt {
     this.#unsubscribe = () => {
       for (const off of offs) off();
     };
-    this.#listening = this.#phase;
+    this.#listening = true;
   }
 
   #stopListening(): void {
     this.#unsubscribe?.();
     this.#unsubscribe = null;
-    this.#listening = null;
+    this.#listening = false;
     this.#wake?.();
   }
 
