@@ -1,5 +1,5 @@
 import { printable } from './printable.js';
-import type { LockHolder, LockType } from './types.js';
+import type { LockHolder, LockType, LockWaiter } from './types.js';
 
 /**
  * Context every lockwarden error may carry. Every error class takes
@@ -38,9 +38,37 @@ export function timeoutMessage(
   type: LockType,
   waitedMs: number,
   holders: LockHolder[],
+  waiters: LockWaiter[] = [],
 ): string {
-  const who = holders.length > 0 ? `held ${holders.map(holderWords).join('; ')}` : 'held';
-  return `timed out after ${Math.round(waitedMs)} ms waiting for ${article(type)} ${type} lock on '${id}': ${who}`;
+  return `timed out after ${Math.round(waitedMs)} ms waiting for ${article(type)} ${type} lock on '${id}': ${inTheWay(type, holders, waiters)}`;
+}
+
+/**
+ * What stood in the way of a request of `type`: the holders it conflicts with, else the
+ * places in line ahead of it (a reader queues behind a waiting writer; a writer not yet in
+ * line yields to waiting readers).
+ */
+function inTheWay(type: LockType, holders: LockHolder[], waiters: LockWaiter[]): string {
+  const conflicting =
+    type === 'exclusive' ? holders : holders.filter((h) => h.type === 'exclusive');
+  if (conflicting.length > 0) return `held ${conflicting.map(holderWords).join('; ')}`;
+  const ahead = waiters.filter((w) => w.type !== type);
+  if (ahead.length > 0) {
+    const who = ahead.map(waiterWords).join('; ');
+    return type === 'shared'
+      ? `a writer is waiting (${who}); readers queue behind it${holders.length > 0 ? `, and it waits for ${holders.map(holderWords).join('; ')}` : ''}`
+      : `readers are waiting (${who}); writers not yet in line let them go first`;
+  }
+  return holders.length > 0 ? `held ${holders.map(holderWords).join('; ')}` : 'held';
+}
+
+function waiterWords(w: LockWaiter): string {
+  let text = w.type === 'exclusive' ? 'writer' : 'reader';
+  if (w.user !== null) text += ` ${w.user}`;
+  if (w.pid !== null) text += `, pid ${w.pid}`;
+  if (w.hostname !== null) text += ` on ${w.hostname}`;
+  if (w.since !== null) text += `, since ${w.since}`;
+  return text;
 }
 
 /** The wait ran out before the lock could be granted. */
@@ -50,15 +78,23 @@ export class LockTimeoutError extends LockError {
   readonly waitedMs: number;
   /** Who held the lock when the wait gave up (best effort). */
   readonly holders: LockHolder[];
+  /** Who waited in line ahead of it then (best effort): a queued writer holds readers back. */
+  readonly waiters: LockWaiter[];
 
   constructor(
     message: string,
-    details: LockErrorDetails & { type: LockType; waitedMs: number; holders: LockHolder[] },
+    details: LockErrorDetails & {
+      type: LockType;
+      waitedMs: number;
+      holders: LockHolder[];
+      waiters?: LockWaiter[];
+    },
   ) {
     super(message, { code: 'ELOCKTIMEOUT', id: details.id, path: details.path });
     this.type = details.type;
     this.waitedMs = details.waitedMs;
     this.holders = details.holders;
+    this.waiters = details.waiters ?? [];
   }
 }
 

@@ -25,5 +25,6 @@ export {
   type LockHolder,
   type LockStatus,
   LockType,
+  type LockWaiter,
   type Logger,
 } from './types.js';

@@ -381,8 +381,8 @@ class IdQueue {
     const { id } = this;
     const path = this.#engine.locationOf(id);
     this.#engine.status(id).then(
-      (s) => waiter.timedOut(id, path, waitedMs, s.holders),
-      () => waiter.timedOut(id, path, waitedMs, []),
+      (s) => waiter.timedOut(id, path, waitedMs, s.holders, s.waiters),
+      () => waiter.timedOut(id, path, waitedMs, [], []),
     );
   }
 }

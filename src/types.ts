@@ -32,6 +32,31 @@ export interface LockHolder {
   source: 'record' | 'kernel';
   /** The holder's fencing token (see LockHandle.token), where its record carries it. */
   token?: number;
+  /**
+   * The process that took the lock and has since exited, when `pid` is a living process
+   * that inherited its descriptor (`lockwarden run`'s command, a daemon started under
+   * `flock(1)`); absent when the holder took the lock itself.
+   */
+  inheritedFrom?: number;
+}
+
+/**
+ * One request waiting in an id's line. File engine: a writer that holds the gate, a reader
+ * that announced itself, as the kernel shows them; PostgreSQL: a session `pg_locks` shows
+ * waiting for the key.
+ */
+export interface LockWaiter {
+  /** The mode it waits for. */
+  type: LockType;
+  /** Owner of the waiting process (file engine) or database user (PostgreSQL). */
+  user: string | null;
+  /** Process id of the waiter; null when unknown (PostgreSQL: the client's is not known). */
+  pid: number | null;
+  hostname: string | null;
+  threadId: number | null;
+  /** When the wait began, ISO 8601; null when unknown. */
+  since: string | null;
+  source: 'record' | 'kernel';
 }
 
 /** What `getLockStatus()` and `listLocks()` report for one id. */
@@ -41,8 +66,8 @@ export interface LockStatus {
   holders: LockHolder[];
   /** The lock file of this id; for the PostgreSQL engine, server, namespace and key. */
   path: string;
-  /** PostgreSQL engine: how many sessions wait for the lock (from `pg_locks`). */
-  waiters?: number;
+  /** Requests of other managers waiting in this id's line, oldest first where known. */
+  waiters: LockWaiter[];
 }
 
 /** What `cleanupStaleLocks()` did. */

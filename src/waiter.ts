@@ -3,7 +3,7 @@ import { abortedMessage, LockAbortedError, LockTimeoutError, timeoutMessage } fr
 import type { LockHandle } from './handle.js';
 import type { AcquireOptions } from './options.js';
 import { setLongTimeout } from './timer.js';
-import type { LockHolder, LockType } from './types.js';
+import type { LockHolder, LockType, LockWaiter } from './types.js';
 
 export class Waiter {
   /** timeout 0: one attempt, never queued behind anyone. */
@@ -43,11 +43,17 @@ export class Waiter {
     };
   }
 
-  /** Rejects with LockTimeoutError, naming who held `id` when it gave up (best effort). */
-  timedOut(id: string, path: string, waitedMs: number, holders: LockHolder[]): void {
+  /** Rejects with LockTimeoutError, naming what stood in its way when it gave up (best effort). */
+  timedOut(
+    id: string,
+    path: string,
+    waitedMs: number,
+    holders: LockHolder[],
+    waiters: LockWaiter[],
+  ): void {
     const { type } = this;
-    const message = timeoutMessage(id, type, waitedMs, holders);
-    this.reject(new LockTimeoutError(message, { id, path, type, waitedMs, holders }));
+    const message = timeoutMessage(id, type, waitedMs, holders, waiters);
+    this.reject(new LockTimeoutError(message, { id, path, type, waitedMs, holders, waiters }));
   }
 
   /** Rejects with LockAbortedError, its signal's reason as the cause. */

@@ -7,7 +7,7 @@ import { FIXTURES, HolderChild, startUntil, tempRoot } from './helpers.js';
 const { SHARED, EXCLUSIVE } = LockType;
 
 describe('status', () => {
-  test('a free id reports free with no holders', async (t) => {
+  test('a free id reports free with no holders and no waiters', async (t) => {
     const root = tempRoot(t);
     const m = new LockManager(root);
     t.after(() => m.close());
@@ -15,6 +15,7 @@ describe('status', () => {
       id: 'nobody-here',
       state: 'free',
       holders: [],
+      waiters: [],
       path: join(root, '.locks', 'nobody-here.lock'),
     });
     await m.close();

@@ -4,7 +4,7 @@
  * time, so a reused pid cannot adopt them). Rows of ended sessions are ignored, and
  * removed by cleanup.
  */
-import type { CleanupResult, LockHolder, LockStatus } from '../types.js';
+import type { CleanupResult, LockHolder, LockStatus, LockWaiter } from '../types.js';
 import { LockType } from '../types.js';
 import { advisoryKey, type PostgresEngine } from './engine.js';
 import type { Row } from './sessions.js';
@@ -68,12 +68,20 @@ async function readRows(engine: PostgresEngine, key: string | null): Promise<Row
 
 function toStatus(engine: PostgresEngine, id: string, rows: Row[]): LockStatus {
   const holders: LockHolder[] = [];
-  let waiters = 0;
+  const waiters: LockWaiter[] = [];
   let exclusive = false;
   let held = false;
   for (const r of rows) {
     if (r.granted !== true) {
-      waiters++;
+      waiters.push({
+        type: r.lock_mode === 'ExclusiveLock' ? LockType.EXCLUSIVE : LockType.SHARED,
+        user: (r.usename as string | null) ?? null,
+        pid: null,
+        hostname: (r.client_addr as string | null) ?? null,
+        threadId: null,
+        since: null,
+        source: 'kernel',
+      });
       continue;
     }
     held = true;
