@@ -16,8 +16,6 @@ export interface FileKey {
   rwaitPath: string;
   gateName: string;
   holdersDir: string;
-  /** The fencing-token counter of the id (see FileEngine.token). */
-  tokenPath: string;
   /** What a new lock file holds: the id as JSON, for hashed names only. */
   content: string | null;
 }
@@ -32,10 +30,8 @@ export class Slot {
   gate = -1;
   rwait = -1;
   record: RecordFile | null = null;
-  /** The token counter file, open read-write while this id is used; -1 when not open. */
+  /** This user's token counter of the id (tokens.ts), open read-write; -1 when not open. */
   tokenFd = -1;
-  /** The counter file was missing last time (no exclusive grant of this id yet). */
-  tokenAbsent = false;
   /** The type held, or null while idle or waiting. */
   held: LockType | null = null;
   /**
@@ -138,7 +134,7 @@ export class SlotCache {
 
 /** A lock the file engine granted: the lock file of `slot`, flocked as `type`. */
 export class FileLock {
-  /** The counter as of this grant (read once per engine lock), -1 if it cannot be stored. */
+  /** The largest token counter of the id as of this grant (read once per engine lock, tokens.ts). */
   token: number | null = null;
 
   constructor(
