@@ -82,13 +82,27 @@ describe('stale cleanup', () => {
     await holder.request({ op: 'acquire', id: 'busy', type: SHARED });
     const result = await m.cleanupStaleLocks();
     assert.deepEqual(result, { removed: ['free1', 'free2'], active: ['busy'] });
-    assert.deepEqual(readdirSync(join(root, '.locks')).sort(), [
-      'busy.gate',
-      'busy.holders',
-      'busy.lock',
-    ]);
+    assert.deepEqual(readdirSync(join(root, '.locks')).sort(), ['busy.holders', 'busy.lock']);
     assert.equal((await m.getLockStatus('busy')).holders.length, 1);
     await m.close();
+  });
+
+  test('an id nobody ever waited for keeps only its lock file and its records', async (t) => {
+    const root = tempRoot(t);
+    const m = new LockManager(root);
+    t.after(() => m.close());
+    for (const type of [SHARED, EXCLUSIVE, SHARED]) await (await m.acquire('calm', type)).release();
+    assert.deepEqual(readdirSync(join(root, '.locks')).sort(), ['calm.holders', 'calm.lock']);
+    // A token read adds this user's counter; a wait in line adds the gate or announcement.
+    const h = await m.acquire('calm', EXCLUSIVE);
+    assert.equal(h.token, 1);
+    await h.release();
+    const uid = process.getuid?.() ?? 0;
+    assert.deepEqual(readdirSync(join(root, '.locks')).sort(), [
+      'calm.holders',
+      'calm.lock',
+      `calm.token.${uid}`,
+    ]);
   });
 
   test("a killed shared holder's record is removed while the other holder's stays", async (t) => {

@@ -147,7 +147,8 @@ export class HeldGuard {
       this.#held.delete(lock);
       this.#held.add(lock);
       const { slot } = lock;
-      if (slot.inherited || slot.main < 0) continue;
+      // Inherited slots too: a command run under the lock (`lockwarden run`) must be told.
+      if (slot.main < 0) continue;
       let named: boolean;
       try {
         named = stillNamed(slot.main, slot.key.lockPath);
