@@ -129,6 +129,10 @@ test(`chaos: ${SECONDS} s of killed holders, cleanup, timeouts and aborts, with 
   assert.ok(report.operations > 1000, `${report.operations} operations`);
   assert.ok(report.completedExclusive > 300, `${report.completedExclusive} exclusive sections`);
   assert.ok(report.kills > 20, `${report.kills} kills`);
+  assert.ok(
+    report.stops > 10 && report.busyWaits > 0,
+    `${report.stops} stops, ${report.busyWaits} busy waits`,
+  );
   assert.ok(report.timeouts > 0 && report.aborts > 0 && report.busy > 0, JSON.stringify(report));
   assert.ok(report.samples > 100, `${report.samples} status samples`);
 });

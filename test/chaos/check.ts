@@ -23,6 +23,9 @@ export interface ChaosReport {
   busy: number;
   errors: number;
   kills: number;
+  /** Processes stopped (SIGSTOP) for a while, and waits whose event loop was kept busy. */
+  stops: number;
+  busyWaits: number;
   samples: number;
   tornLines: number;
   counters: Record<string, number>;
@@ -57,6 +60,8 @@ export function check(
     timeouts: 0,
     aborts: 0,
     busy: 0,
+    stops: 0,
+    busyWaits: 0,
     errors: 0,
     kills: 0,
     samples: samples.length,
@@ -129,6 +134,12 @@ export function check(
         break;
       case 'busy':
         report.busy++;
+        break;
+      case 'stop':
+        report.stops++;
+        break;
+      case 'spin':
+        report.busyWaits++;
         break;
       case 'error':
         report.errors++;

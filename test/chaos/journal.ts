@@ -12,6 +12,8 @@ export type JournalEvent =
   | { e: 'out'; k: string; ns: string }
   /** A process the conductor killed: everything it held ended by `ns`. */
   | { e: 'kill'; p: number; ns: string }
+  | { e: 'stop'; p: number; ns: string }
+  | { e: 'spin'; id: string; p: number }
   | { e: 'timeout' | 'abort' | 'busy'; id: string; p: number }
   | { e: 'error'; id: string; p: number; code: string; message: string };
 

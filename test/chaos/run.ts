@@ -156,6 +156,22 @@ const killer = (async () => {
   }
 })();
 
+/**
+ * Stops a worker (SIGSTOP) for a while and lets it go on: whatever it held or waited for
+ * stays its own, so fairness must bend around it (the grace) and exclusion must not.
+ */
+const stopper = (async () => {
+  while (Date.now() < deadline) {
+    await sleep(random.int(300, 1500));
+    const victim = random.pick(all.filter((r) => r.script === 'worker.js')).child;
+    if (victim?.pid === undefined || victim.exitCode !== null) continue;
+    victim.kill('SIGSTOP');
+    journal.write({ e: 'stop', p: victim.pid, ns: now() });
+    await sleep(random.int(100, 800));
+    victim.kill('SIGCONT');
+  }
+})();
+
 const sampler = (async () => {
   while (Date.now() < deadline) {
     await sleep(random.int(5, 40));
@@ -186,7 +202,7 @@ const sampler = (async () => {
   }
 })();
 
-await Promise.all([killer, sampler]);
+await Promise.all([killer, stopper, sampler]);
 stopping = true;
 const gone = all.flatMap((r) =>
   r.child === null ? [] : [new Promise((resolve) => r.child?.on('exit', resolve))],
@@ -217,7 +233,7 @@ if (values.json) {
     [
       `chaos: ${r.seconds} s, seed ${r.seed}, ${procs} worker processes (threads in half, uid 65534 in a third) and 2 cleaners`,
       `operations ${r.operations} (exclusive ${r.exclusiveSections}: completed ${r.completedExclusive}, killed inside ${r.killedInExclusive})`,
-      `kills ${r.kills}, timeouts ${r.timeouts}, aborts ${r.aborts}, busy tryAcquire ${r.busy}, errors ${r.errors}`,
+      `kills ${r.kills}, stops ${r.stops}, busy waits ${r.busyWaits}, timeouts ${r.timeouts}, aborts ${r.aborts}, busy tryAcquire ${r.busy}, errors ${r.errors}`,
       `status samples ${r.samples}, counters ${JSON.stringify(r.counters)}, torn journal lines ${r.tornLines}`,
       `violations ${r.violations.length}`,
       ...r.violations.map((v) => `  ${v}`),

@@ -107,7 +107,14 @@ async function run(): Promise<void> {
           }
         }
       } else {
-        const handle = await manager.acquire(id, type, options);
+        const pending = manager.acquire(id, type, options);
+        if (random.chance(0.03)) {
+          // A waiter alive but not acting: its place in line must not hold a free lock.
+          journal.write({ e: 'spin', id, p: pid });
+          const until = Date.now() + random.int(50, 400);
+          while (Date.now() < until);
+        }
+        const handle = await pending;
         try {
           await section(handle.signal);
         } finally {
