@@ -18,7 +18,6 @@ import type { Attempt, Engine, EngineLock, HolderFacts } from './backend/engine.
 import { FileEngine } from './backend/file.js';
 import { DEFAULT_NAMESPACE, isStoreUrl, PostgresEngine } from './backend/postgres.js';
 import {
-  InvalidOptionError,
   LockAbortedError,
   LockLostError,
   LockManagerClosedError,
@@ -33,6 +32,7 @@ import {
   checkAcquireOptions,
   checkManagerOptions,
   checkType,
+  checkWithLockArgs,
   type LockManagerOptions,
 } from './options.js';
 import { currentIdentity } from './sys/users.js';
@@ -207,8 +207,7 @@ export class LockManager implements AsyncDisposable {
   ): Promise<T> {
     const [options, fn] =
       typeof optionsOrFn === 'function' ? [undefined, optionsOrFn] : [optionsOrFn, maybeFn];
-    if (typeof fn !== 'function')
-      throw new InvalidOptionError('withLock needs a callback function');
+    checkWithLockArgs(id, type, fn);
     const handle = await this.acquire(id, type, options);
     const chain = new Map(this.#context.getStore());
     if (!handle.reentrant) chain.set(id, handle);
