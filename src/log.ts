@@ -2,7 +2,7 @@
  * Where lockwarden reports what it does: the `logger` option (pino's shape),
  * `NODE_DEBUG=lockwarden`, and diagnostics_channel for tracing and metrics.
  */
-import diagnostics_channel from 'node:diagnostics_channel';
+import * as diagnostics_channel from 'node:diagnostics_channel';
 import { debuglog } from 'node:util';
 import type { Logger } from './types.js';
 
