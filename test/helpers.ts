@@ -31,7 +31,7 @@ export function needsRoot(why: string): false | string {
 }
 
 /** The checkout: the directory holding package.json, dist/, node_modules/ and .test-build/. */
-const PACKAGE = fileURLToPath(new URL('../../', import.meta.url));
+export const PACKAGE = fileURLToPath(new URL('../../', import.meta.url));
 
 function readableBy(uid: number, gid: number, paths: string[]): boolean {
   const r = spawnSync('/bin/sh', ['-c', 'for p; do test -r "$p" || exit 1; done', 'sh', ...paths], {
@@ -44,7 +44,7 @@ function readableBy(uid: number, gid: number, paths: string[]): boolean {
 }
 
 /** Hard links where the file system allows them (fast, no space), a copy elsewhere. */
-function linkOrCopy(from: string, to: string): void {
+export function linkOrCopy(from: string, to: string): void {
   mkdirSync(dirname(to), { recursive: true });
   try {
     execFileSync('cp', ['-al', from, to], { stdio: 'ignore' });
