@@ -22,7 +22,7 @@ export function requireEsmWorks(version = process.versions.node): boolean {
 /** npm as `npm test` ran it (on this very Node), or the one on PATH. */
 function npm(args: string[], cwd: string) {
   const cli = process.env.npm_execpath;
-  return cli !== undefined && cli.endsWith('.js')
+  return cli?.endsWith('.js')
     ? run(process.execPath, [cli, ...args], { cwd })
     : run('npm', args, { cwd });
 }
