@@ -190,7 +190,7 @@ describe('lockwarden run', () => {
 
   test('a command that cannot be started exits 127 or 126 and releases the lock', async (t) => {
     const root = tempRoot(t);
-    // A PATH every user can search: a directory we may not enter (say /root/.cargo/bin in
+    // A PATH every user can search: a directory we may not enter (root's own bin dirs in
     // a PATH kept by su) makes execvp, and so flock(1) and lockwarden, answer 126 instead.
     const missing = await lockwarden(['run', 'x', '--', 'no-such-command-anywhere'], {
       env: env(root, { PATH: '/usr/local/bin:/usr/bin:/bin' }),
