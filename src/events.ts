@@ -7,7 +7,7 @@
  * Describing an event never changes what happens: a message carries only what is known
  * already (a fencing token only once it was issued: reading a file-engine token issues one).
  */
-import diagnostics_channel from 'node:diagnostics_channel';
+import * as diagnostics_channel from 'node:diagnostics_channel';
 import { debuglog } from 'node:util';
 import type { LockLostError } from './errors.js';
 import type { LockType, Logger } from './types.js';

@@ -13,7 +13,6 @@ import type { Engine } from './engine.js';
 import {
   abortedMessage,
   closedMessage,
-  InvalidOptionError,
   LockAbortedError,
   LockManagerClosedError,
   LockTimeoutError,
@@ -29,6 +28,7 @@ import {
   checkAcquireOptions,
   checkManagerOptions,
   checkType,
+  checkWithLockArgs,
   type LockManagerOptions,
 } from './options.js';
 import { DEFAULT_NAMESPACE, isStoreUrl, PostgresEngine } from './postgres/engine.js';
@@ -163,8 +163,7 @@ export class LockManager implements AsyncDisposable {
   ): Promise<T> {
     const [options, fn] =
       typeof optionsOrFn === 'function' ? [undefined, optionsOrFn] : [optionsOrFn, maybeFn];
-    if (typeof fn !== 'function')
-      throw new InvalidOptionError('withLock needs a callback function');
+    checkWithLockArgs(id, type, fn);
     const handle = await this.acquire(id, type, options);
     const chain = new Map(this.#context.getStore());
     if (!handle.reentrant) chain.set(id, handle);

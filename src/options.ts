@@ -45,6 +45,75 @@ function shown(value: unknown): string {
   });
 }
 
+/** The keys each option object accepts; anything else is a typo or a misplaced option. */
+const MANAGER_KEYS: readonly (keyof LockManagerOptions)[] = [
+  'defaultTimeout',
+  'cleanupOnStart',
+  'metadata',
+  'lockDir',
+  'user',
+  'namespace',
+  'logger',
+];
+const ACQUIRE_KEYS: readonly (keyof AcquireOptions)[] = ['timeout', 'signal', 'user', 'info'];
+
+/** Edit distance between two strings (insertions, deletions, substitutions). */
+function distance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      row[j] = Math.min((prev[j] ?? 0) + 1, (row[j - 1] ?? 0) + 1, (prev[j - 1] ?? 0) + cost);
+    }
+    prev = row;
+  }
+  return prev[b.length] ?? 0;
+}
+
+/**
+ * The valid key a mistyped one most likely meant: case is ignored, and a key that contains
+ * the other (`timeout` for `defaultTimeout`) beats any edit distance.
+ */
+function closest(key: string, valid: readonly string[]): string {
+  const k = key.toLowerCase();
+  const score = (v: string): number => {
+    const l = v.toLowerCase();
+    if (l === k) return 0;
+    if (l.includes(k) || k.includes(l)) return 0.5;
+    return distance(k, l);
+  };
+  return valid.reduce((best, v) => (score(v) < score(best) ? v : best));
+}
+
+/** Refuses a key the option object does not have, naming the closest one it does. */
+function checkKnownKeys(o: object, valid: readonly string[], what: string): void {
+  for (const key of Object.keys(o)) {
+    if (!valid.includes(key)) {
+      throw new InvalidOptionError(
+        `unknown ${what} option '${key}': did you mean \`${closest(key, valid)}\`? (valid: ${valid.join(', ')})`,
+      );
+    }
+  }
+}
+
+/**
+ * The arguments of `withLock`, checked before anything is acquired: `withLock(id, fn)` —
+ * the lock type forgotten — says so instead of calling the callback a bad lock type.
+ */
+export function checkWithLockArgs<F>(
+  id: unknown,
+  type: unknown,
+  fn: F | undefined,
+): asserts fn is F {
+  if (typeof type === 'function') {
+    throw new InvalidOptionError(
+      `withLock: the lock type is missing; call withLock(${shown(id)}, LockType.SHARED or LockType.EXCLUSIVE, fn)`,
+    );
+  }
+  if (typeof fn !== 'function') throw new InvalidOptionError('withLock needs a callback function');
+}
+
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
@@ -77,6 +146,7 @@ export function checkManagerOptions(root: unknown, options: unknown): LockManage
   }
   if (options === undefined) return {};
   if (!isPlainObject(options)) throw new InvalidOptionError('options must be an object');
+  checkKnownKeys(options, MANAGER_KEYS, 'LockManager');
   const o = options as LockManagerOptions;
   if (o.defaultTimeout !== undefined) checkTimeout(o.defaultTimeout, 'defaultTimeout');
   for (const flag of ['cleanupOnStart', 'metadata'] as const) {
@@ -96,6 +166,7 @@ export function checkManagerOptions(root: unknown, options: unknown): LockManage
 export function checkAcquireOptions(options: unknown): AcquireOptions {
   if (options === undefined) return {};
   if (!isPlainObject(options)) throw new InvalidOptionError('acquire options must be an object');
+  checkKnownKeys(options, ACQUIRE_KEYS, 'acquire');
   const o = options as AcquireOptions;
   if (o.timeout !== undefined) checkTimeout(o.timeout, 'timeout');
   if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) {

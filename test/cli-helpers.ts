@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { run } from './helpers.js';
+import { forUser, run } from './helpers.js';
 
 export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 export const EXAMPLES = fileURLToPath(new URL('../../examples/', import.meta.url));
@@ -20,7 +20,11 @@ export function env(root: string | null, extra: NodeJS.ProcessEnv = {}): NodeJS.
 /** Runs `lockwarden ARGS` to completion. */
 export async function lockwarden(args: string[], options: SpawnOptions = {}) {
   const started = performance.now();
-  const result = await run(process.execPath, [CLI, ...args], options);
+  const other = forUser(options);
+  const result = await run(other.node, [other.path(CLI), ...args], {
+    cwd: other.cwd,
+    ...options,
+  });
   return { ...result, ms: performance.now() - started };
 }
 
@@ -34,8 +38,10 @@ export function startHolding(
   options: SpawnOptions = {},
 ): Promise<ChildProcess & { lines: string[] }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
+    const other = forUser(options);
+    const child = spawn(other.node, [other.path(CLI), ...args], {
       stdio: ['pipe', 'pipe', 'pipe'],
+      cwd: other.cwd,
       ...options,
     }) as ChildProcess & { lines: string[] };
     child.lines = [];

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { LockManager, type LockStatus } from 'lockwarden';
 import { CLI, env, gone, lockwarden, startHolding } from './cli-helpers.js';
-import { exitOf, NOBODY, run, startUntil, tempRoot } from './helpers.js';
+import { exitOf, ME, NOBODY, needsRoot, run, startUntil, tempRoot } from './helpers.js';
 
 const HOLD = ['sh', '-c', 'echo ready; read line; exit 0']; // holds until its stdin closes
 
@@ -177,7 +177,7 @@ describe('lockwarden run', () => {
     const flock = await startUntil(t, 'flock', [path, '-c', 'echo ready; read line'], /ready/);
     const r = await lockwarden(['run', '-n', 'deploy', 'true'], { env: env(root) });
     assert.equal(r.code, 1);
-    assert.match(r.stderr, new RegExp(`held \\(exclusive\\) by root, pid ${flock.pid} on `));
+    assert.match(r.stderr, new RegExp(`held \\(exclusive\\) by ${ME}, pid ${flock.pid} on `));
     flock.stdin?.end();
     await exitOf(flock);
     const ours = await startHolding(t, ['run', 'deploy', '--', ...HOLD], { env: env(root) });
@@ -190,8 +190,10 @@ describe('lockwarden run', () => {
 
   test('a command that cannot be started exits 127 or 126 and releases the lock', async (t) => {
     const root = tempRoot(t);
+    // A PATH every user can search: a directory we may not enter (root's own bin dirs in
+    // a PATH kept by su) makes execvp, and so flock(1) and lockwarden, answer 126 instead.
     const missing = await lockwarden(['run', 'x', '--', 'no-such-command-anywhere'], {
-      env: env(root),
+      env: env(root, { PATH: '/usr/local/bin:/usr/bin:/bin' }),
     });
     assert.equal(missing.code, 127);
     assert.match(missing.stderr, /cannot run 'no-such-command-anywhere': command not found/);
@@ -234,7 +236,9 @@ describe('lockwarden run', () => {
     assert.equal(r.code, 66);
     assert.match(r.stderr, /symbolic link/);
   });
-  test('a read-only root exits 73, as flock(1) does when it cannot create the file', async (t) => {
+  test('a read-only root exits 73, as flock(1) does when it cannot create the file', {
+    skip: needsRoot('mounts a read-only tmpfs in a private mount namespace (unshare)'),
+  }, async (t) => {
     const root = tempRoot(t);
     const r = await run(
       'unshare',
@@ -259,7 +263,9 @@ describe('lockwarden run', () => {
 });
 
 describe('the shared default root', () => {
-  test('root and another user lock the same files in <tmpdir>/lockwarden (1777), both ways', async (t) => {
+  test('root and another user lock the same files in <tmpdir>/lockwarden (1777), both ways', {
+    skip: needsRoot('starts a child as uid 65534'),
+  }, async (t) => {
     const tmp = tempRoot(t, true);
     const asRoot = { env: env(null, { TMPDIR: tmp }) };
     const asNobody = { ...NOBODY, env: env(null, { TMPDIR: tmp }) };

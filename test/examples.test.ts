@@ -5,7 +5,7 @@ import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LockManager } from 'lockwarden';
 import { CLI, EXAMPLES, env, startHolding } from './cli-helpers.js';
-import { exitOf, run, tempRoot } from './helpers.js';
+import { exitOf, ME, run, tempRoot } from './helpers.js';
 
 const SCRIPT = join(EXAMPLES, 'build-deploy.mjs');
 
@@ -29,7 +29,7 @@ describe('the build/deploy script of the second seed (examples/build-deploy.mjs)
     assert.match(
       early.stderr,
       new RegExp(
-        `^deploy: not started, the build/deploy lock is held: build \\(exclusive\\) by root, pid ${build.pid} on `,
+        `^deploy: not started, the build/deploy lock is held: build \\(exclusive\\) by ${ME}, pid ${build.pid} on `,
       ),
     );
     assert.equal(await exitOf(build), 0);

@@ -10,7 +10,7 @@ import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { LockFileError, LockManager, LockType } from 'lockwarden';
-import { HolderChild, NOBODY, type Reply, tempRoot } from './helpers.js';
+import { HolderChild, NOBODY, needsRoot, type Reply, tempRoot } from './helpers.js';
 
 const { SHARED, EXCLUSIVE } = LockType;
 
@@ -39,7 +39,9 @@ describe('failure behaviour', () => {
     await m.close();
   });
 
-  test('an unwritable root or lock directory says which user lacks which permission', async (t) => {
+  test('an unwritable root or lock directory says which user lacks which permission', {
+    skip: needsRoot('starts a child as uid 65534'),
+  }, async (t) => {
     const root = tempRoot(t);
     chmodSync(root, 0o755);
     const nobody = await HolderChild.start(t, root, {}, NOBODY);
@@ -76,7 +78,9 @@ describe('failure behaviour', () => {
     await m.close();
   });
 
-  test('a read-only file system fails creation with EROFS and still locks existing files', async (t) => {
+  test('a read-only file system fails creation with EROFS and still locks existing files', {
+    skip: needsRoot('mounts a read-only tmpfs in a private mount namespace (unshare)'),
+  }, async (t) => {
     const root = tempRoot(t);
     const child = await HolderChild.start(
       t,
@@ -105,7 +109,9 @@ describe('failure behaviour', () => {
     );
   });
 
-  test('a full file system fails creation with ENOSPC and leaves the manager usable', async (t) => {
+  test('a full file system fails creation with ENOSPC and leaves the manager usable', {
+    skip: needsRoot('mounts a full tmpfs in a private mount namespace (unshare)'),
+  }, async (t) => {
     const root = tempRoot(t);
     const child = await HolderChild.start(
       t,
@@ -151,7 +157,9 @@ describe('failure behaviour', () => {
     await m.close();
   });
 
-  test('errors from the lock directory never leave a half-made lock behind', async (t) => {
+  test('errors from the lock directory never leave a half-made lock behind', {
+    skip: needsRoot('starts a child as uid 65534'),
+  }, async (t) => {
     const root = tempRoot(t);
     mkdirSync(join(root, '.locks'));
     chmodSync(join(root, '.locks'), 0o555);

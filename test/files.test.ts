@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { LockManager, LockType, UnsafeLockFileError } from 'lockwarden';
-import { HolderChild, NOBODY, run, tempRoot } from './helpers.js';
+import { HolderChild, NOBODY, needsRoot, run, tempRoot } from './helpers.js';
 
 const { SHARED, EXCLUSIVE } = LockType;
 
@@ -93,7 +93,9 @@ describe('lock files', () => {
     await m.close();
   });
 
-  test("another user's lock file in a sticky world-writable root works for root and for others (protected_regular)", async (t) => {
+  test("another user's lock file in a sticky world-writable root works for root and for others (protected_regular)", {
+    skip: needsRoot('sets the fs.protected_regular sysctl and starts a child as uid 65534'),
+  }, async (t) => {
     // The sysctl is global: serialize with any other run of this test on the machine.
     const guardRoot = join(tmpdir(), 'lockwarden-test-sysctl');
     mkdirSync(guardRoot, { recursive: true });

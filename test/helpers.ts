@@ -1,14 +1,113 @@
 /** Shared test plumbing: temporary roots and child processes driven over a line protocol. */
-import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import {
+  type ChildProcess,
+  execFileSync,
+  type SpawnOptions,
+  spawn,
+  spawnSync,
+} from 'node:child_process';
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir, userInfo } from 'node:os';
+import { dirname, join, relative } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 export const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
 export const NOBODY = { uid: 65534, gid: 65534 };
+
+/** Whether this run is root: only root may start children as other uids, mount, or set sysctls. */
+export const IS_ROOT = process.getuid?.() === 0;
+/** The name this run's holders are recorded under (never assume `root`). */
+export const ME = userInfo().username;
+
+/**
+ * For a test's `skip` option: `false` as root, else a reason that starts "needs root: ", so a
+ * non-root run says why it left the test out (util-linux's ts_skip_nonroot). CI runs as
+ * root, and there any skip fails the run (test/run-suite.mjs).
+ */
+export function needsRoot(why: string): false | string {
+  return IS_ROOT ? false : `needs root: ${why}`;
+}
+
+/** The checkout: the directory holding package.json, dist/, node_modules/ and .test-build/. */
+export const PACKAGE = fileURLToPath(new URL('../../', import.meta.url));
+
+function readableBy(uid: number, gid: number, paths: string[]): boolean {
+  const r = spawnSync('/bin/sh', ['-c', 'for p; do test -r "$p" || exit 1; done', 'sh', ...paths], {
+    uid,
+    gid,
+    cwd: '/',
+    stdio: 'ignore',
+  });
+  return r.status === 0;
+}
+
+/** Hard links where the file system allows them (fast, no space), a copy elsewhere. */
+export function linkOrCopy(from: string, to: string): void {
+  mkdirSync(dirname(to), { recursive: true });
+  try {
+    execFileSync('cp', ['-al', from, to], { stdio: 'ignore' });
+  } catch {
+    rmSync(to, { recursive: true, force: true });
+    cpSync(from, to, { recursive: true, preserveTimestamps: true, verbatimSymlinks: true });
+  }
+}
+
+let staged: { base: string; node: string } | undefined;
+
+/**
+ * What a child running as another uid needs from the checkout: the checkout itself when
+ * that uid can read it, else a world-readable copy (package.json, dist, node_modules, the
+ * compiled tests and fixtures, and the node binary if need be), made once per test process
+ * and removed when it exits. A checkout in a private (0700) directory needs the copy.
+ */
+function stage(): { base: string; node: string } {
+  if (staged !== undefined) return staged;
+  const probe = [
+    join(PACKAGE, 'package.json'),
+    join(FIXTURES, 'holder.js'),
+    join(PACKAGE, 'node_modules', 'koffi', 'package.json'),
+  ];
+  const nodeOk = readableBy(NOBODY.uid, NOBODY.gid, [process.execPath]);
+  if (nodeOk && readableBy(NOBODY.uid, NOBODY.gid, probe)) {
+    staged = { base: PACKAGE, node: process.execPath };
+    return staged;
+  }
+  const base = mkdtempSync(join(tmpdir(), 'lockwarden-stage-'));
+  chmodSync(base, 0o755);
+  process.on('exit', () => rmSync(base, { recursive: true, force: true }));
+  for (const part of ['package.json', 'dist', 'node_modules', '.test-build', 'test/fixtures'])
+    linkOrCopy(join(PACKAGE, part), join(base, part));
+  let node = process.execPath;
+  if (!nodeOk) {
+    node = join(base, 'bin', 'node');
+    linkOrCopy(process.execPath, node);
+  }
+  execFileSync('chmod', ['-R', 'a+rX', base]);
+  staged = { base, node };
+  return staged;
+}
+
+/**
+ * Spawn arguments for a child that runs as `ids.uid`: the node binary and the checkout's
+ * paths it can reach (see stage()), and a working directory it may enter. Paths outside
+ * the checkout are returned unchanged. For the current uid, nothing changes.
+ */
+export function forUser(ids: { uid?: number | undefined }): {
+  node: string;
+  path: (p: string) => string;
+  cwd: string | undefined;
+} {
+  if (ids.uid === undefined || ids.uid === process.getuid?.())
+    return { node: process.execPath, path: (p) => p, cwd: undefined };
+  const { base, node } = stage();
+  const path = (p: string) => {
+    const rel = relative(PACKAGE, p);
+    return rel.startsWith('..') ? p : join(base, rel);
+  };
+  return { node, path, cwd: base };
+}
 
 const leftovers = new Set<string>();
 process.on('exit', () => {
@@ -68,7 +167,9 @@ export class HolderChild {
 
   private constructor(root: string, options: object, spawnOptions: HolderSpawnOptions) {
     const { shellPrefix, privateMounts, ...rest } = spawnOptions;
-    let argv = [process.execPath, join(FIXTURES, 'holder.js'), root, JSON.stringify(options)];
+    const other = forUser(rest);
+    if (other.cwd !== undefined) rest.cwd ??= other.cwd;
+    let argv = [other.node, other.path(join(FIXTURES, 'holder.js')), root, JSON.stringify(options)];
     if (shellPrefix !== undefined)
       argv = ['/bin/sh', '-c', `${shellPrefix}; exec "$0" "$@"`, ...argv];
     if (privateMounts) argv = ['unshare', '--mount', '--propagation', 'private', ...argv];
@@ -134,6 +235,13 @@ export class HolderChild {
   }
 }
 
+/** A child of another uid starts in `/` unless told otherwise: our directory may be private. */
+function otherCwd(options: SpawnOptions): SpawnOptions {
+  if (options.uid === undefined || options.uid === process.getuid?.() || options.cwd !== undefined)
+    return options;
+  return { ...options, cwd: '/' };
+}
+
 /** Runs a process to completion and collects its output. */
 export function run(
   cmd: string,
@@ -141,7 +249,7 @@ export function run(
   options: SpawnOptions = {},
 ): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options });
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...otherCwd(options) });
     let stdout = '';
     let stderr = '';
     child.stdout?.setEncoding('utf8').on('data', (d: string) => {
@@ -164,7 +272,7 @@ export function startUntil(
   options: SpawnOptions = {},
 ): Promise<ChildProcess> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], ...options });
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], ...otherCwd(options) });
     t.after(() => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     });

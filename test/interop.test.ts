@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { LockManager, LockType } from 'lockwarden';
-import { exitOf, run, startUntil, tempRoot } from './helpers.js';
+import { exitOf, ME, run, startUntil, tempRoot } from './helpers.js';
 
 const { SHARED, EXCLUSIVE } = LockType;
 
@@ -42,7 +42,7 @@ describe('interoperability with flock(1) and Python fcntl.flock', () => {
     assert.equal(status.holders.length, 1);
     assert.equal(status.holders[0]?.source, 'kernel');
     assert.equal(status.holders[0]?.pid, holder.pid);
-    assert.equal(status.holders[0]?.user, 'root');
+    assert.equal(status.holders[0]?.user, ME);
     holder.stdin?.end();
     await exitOf(holder);
     const h = await m.acquire('deploy', EXCLUSIVE, { timeout: 1000 });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { AcquireOptions, LockManagerOptions } from 'lockwarden';
 import {
   InvalidOptionError,
   LockAbortedError,
@@ -344,5 +345,58 @@ describe('option checks', () => {
       InvalidOptionError,
     );
     await m.close();
+  });
+
+  test('an unknown option key is refused, naming the closest valid one', async (t) => {
+    const m = new LockManager(tempRoot(t));
+    t.after(() => m.close());
+    const refused = (fn: () => unknown, key: string, closest: string) =>
+      assert.throws(fn, (err: unknown) => {
+        assert.ok(err instanceof InvalidOptionError, String(err));
+        assert.equal(err.code, 'ELOCKOPTION');
+        assert.ok(err.message.includes(`'${key}'`), err.message);
+        assert.ok(err.message.includes(`did you mean \`${closest}\`?`), err.message);
+        return true;
+      });
+    const bad = (o: object) => o as LockManagerOptions;
+    refused(() => new LockManager('/tmp', bad({ lockdir: '/tmp/x' })), 'lockdir', 'lockDir');
+    refused(() => new LockManager('/tmp', bad({ timeout: 5 })), 'timeout', 'defaultTimeout');
+    refused(
+      () => new LockManager('/tmp', bad({ cleanupOnstart: false })),
+      'cleanupOnstart',
+      'cleanupOnStart',
+    );
+    const rejected = async (p: Promise<unknown>, key: string, closest: string) =>
+      assert.rejects(p, (err: unknown) => {
+        assert.ok(err instanceof InvalidOptionError, String(err));
+        assert.ok(err.message.includes(`'${key}'`), err.message);
+        assert.ok(err.message.includes(`did you mean \`${closest}\`?`), err.message);
+        return true;
+      });
+    const opts = (o: object) => o as AcquireOptions;
+    await rejected(m.acquire('a', SHARED, opts({ timout: 5 })), 'timout', 'timeout');
+    await rejected(m.tryAcquire('a', SHARED, opts({ Signal: null })), 'Signal', 'signal');
+    await rejected(
+      m.withLock('a', SHARED, opts({ users: 'x' }), () => 1),
+      'users',
+      'user',
+    );
+    // Nothing was taken by the refused calls.
+    assert.equal((await m.getLockStatus('a')).state, 'free');
+  });
+
+  test('withLock(id, fn) without a lock type says the type is missing', async (t) => {
+    const m = new LockManager(tempRoot(t));
+    t.after(() => m.close());
+    const forgot = m.withLock as unknown as (id: string, fn: () => number) => Promise<number>;
+    await assert.rejects(
+      forgot.call(m, 'a', () => 1),
+      (err: unknown) => {
+        assert.ok(err instanceof InvalidOptionError, String(err));
+        assert.match(err.message, /lock type is missing/);
+        assert.match(err.message, /withLock\('a', LockType\.SHARED or LockType\.EXCLUSIVE, fn\)/);
+        return true;
+      },
+    );
   });
 });

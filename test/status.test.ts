@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { LockManager, LockType } from 'lockwarden';
-import { FIXTURES, HolderChild, startUntil, tempRoot } from './helpers.js';
+import { FIXTURES, HolderChild, ME, startUntil, tempRoot } from './helpers.js';
 
 const { SHARED, EXCLUSIVE } = LockType;
 
@@ -60,7 +60,7 @@ describe('status', () => {
     assert.equal(s.state, 'exclusive');
     assert.deepEqual(
       s.holders.map((h) => [h.source, h.pid, h.type, h.user]),
-      [['kernel', child.pid, EXCLUSIVE, 'root']],
+      [['kernel', child.pid, EXCLUSIVE, ME]],
     );
     await m.close();
   });

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { LockManager, LockTimeoutError, LockType, printable } from 'lockwarden';
 import { CLI, env, lockwarden } from './cli-helpers.js';
-import { HolderChild, NOBODY, run, tempRoot } from './helpers.js';
+import { HolderChild, IS_ROOT, NOBODY, run, tempRoot } from './helpers.js';
 
 const { EXCLUSIVE } = LockType;
 /** Sets the terminal title, clears the screen, homes the cursor, fakes a row; C1 CSI too. */
@@ -26,10 +26,14 @@ function assertSafe(text: string, lines: number, what: string): void {
   assert.equal(text.trimEnd().split('\n').length, lines, `${what}: ${JSON.stringify(text)}`);
 }
 
-/** A shared root in which uid 65534 holds EVIL_ID exclusively, as user EVIL with info EVIL. */
+/**
+ * A shared root in which another user (uid 65534; as a normal user, that user itself: the
+ * escaping does not depend on who wrote it) holds EVIL_ID exclusively, as user EVIL with
+ * info EVIL.
+ */
 async function planted(t: import('node:test').TestContext) {
   const root = tempRoot(t, true);
-  const nobody = await HolderChild.start(t, root, {}, NOBODY);
+  const nobody = await HolderChild.start(t, root, {}, IS_ROOT ? NOBODY : {});
   const r = await nobody.request({
     op: 'acquire',
     id: EVIL_ID,

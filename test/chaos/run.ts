@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { LockManager } from 'lockwarden';
+import { forUser, IS_ROOT, NOBODY } from '../helpers.js';
 import { type ChaosReport, check, type Sample } from './check.js';
 import { Journal, now } from './journal.js';
 import { deriveSeed, Random } from './random.js';
@@ -37,7 +38,6 @@ if (!(seconds > 0) || !Number.isInteger(seed) || !(procs >= 2)) {
   process.exit(64);
 }
 
-const NOBODY = { uid: 65534, gid: 65534 };
 const IDS = ['alpha', 'beta', 'gamma', 'scan/δ 1'];
 const here = fileURLToPath(new URL('.', import.meta.url));
 const random = new Random(seed);
@@ -78,7 +78,8 @@ function roles(): Role[] {
     out.push({
       name: `worker ${slot}`,
       script: 'worker.js',
-      asNobody: slot % 3 === 1,
+      // Only root may start another uid; a non-root run keeps every worker its own.
+      asNobody: IS_ROOT && slot % 3 === 1,
       config: (generation): WorkerConfig => ({
         root,
         journal: journalPath,
@@ -91,7 +92,7 @@ function roles(): Role[] {
       generation: 0,
     });
   }
-  for (const [i, asNobody] of [false, true].entries()) {
+  for (const [i, asNobody] of [false, IS_ROOT].entries()) {
     out.push({
       name: `cleaner ${i}`,
       script: 'cleaner.js',
@@ -109,10 +110,12 @@ function roles(): Role[] {
 }
 
 function start(role: Role): void {
+  const as = role.asNobody ? NOBODY : {};
+  const other = forUser(as);
   const child = spawn(
-    process.execPath,
-    [join(here, role.script), JSON.stringify(role.config(role.generation++))],
-    { stdio: ['ignore', 'ignore', 'pipe'], ...(role.asNobody ? NOBODY : {}) },
+    other.node,
+    [other.path(join(here, role.script)), JSON.stringify(role.config(role.generation++))],
+    { stdio: ['ignore', 'ignore', 'pipe'], cwd: other.cwd, ...as },
   );
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => {
@@ -231,7 +234,7 @@ if (values.json) {
   const r = report;
   process.stdout.write(
     [
-      `chaos: ${r.seconds} s, seed ${r.seed}, ${procs} worker processes (threads in half, uid 65534 in a third) and 2 cleaners`,
+      `chaos: ${r.seconds} s, seed ${r.seed}, ${procs} worker processes (threads in half, ${IS_ROOT ? 'uid 65534 in a third' : 'all one uid: not root'}) and 2 cleaners`,
       `operations ${r.operations} (exclusive ${r.exclusiveSections}: completed ${r.completedExclusive}, killed inside ${r.killedInExclusive})`,
       `kills ${r.kills}, stops ${r.stops}, busy waits ${r.busyWaits}, timeouts ${r.timeouts}, aborts ${r.aborts}, busy tryAcquire ${r.busy}, errors ${r.errors}`,
       `status samples ${r.samples}, counters ${JSON.stringify(r.counters)}, torn journal lines ${r.tornLines}`,
