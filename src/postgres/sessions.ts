@@ -9,7 +9,9 @@
  * client died is dropped from the queue within a second instead of blocking everyone
  * behind it) and TCP keepalives on both ends (a vanished host is noticed in about 25 s).
  * When a session ends without close() (server restart, `pg_terminate_backend`, network),
- * the server has released its locks: `onLost` reports the locks it held.
+ * the server has released its locks: `onLost` reports the locks it held. A statement that
+ * finds the main session ended by the server (a restart this process has not yet noticed)
+ * runs once more on a fresh one; a statement about a held lock never moves.
  *
  * Poolers. A transaction pooler (pgbouncer `pool_mode = transaction`) hands one server
  * connection to whichever client comes next, between any two statements: a lock taken
@@ -40,6 +42,11 @@ import {
 /** Idle waiter sessions kept open for the next contended wait. */
 const IDLE_WAITERS = 2;
 export const QUERY_CANCELED = '57014';
+/**
+ * SQLSTATEs of a session the server ended (admin shutdown, crash shutdown, starting up,
+ * database dropped, idle timeout): it holds nothing any more.
+ */
+const SESSION_ENDED = new Set(['57P01', '57P02', '57P03', '57P04', '57P05']);
 
 export interface Row {
   [column: string]: unknown;
@@ -170,6 +177,24 @@ export class Sessions {
     throw err;
   }
 
+  /**
+   * True if `err` says the server ended `session` (restart, terminate) or that the statement
+   * was never sent because the connection was gone: nothing was taken on it, so the
+   * statement may run once more on a fresh session. The session is given up (its locks are
+   * reported lost). Not 'Connection terminated unexpectedly': that backend may live on and
+   * hold what the statement took.
+   */
+  async #gone(session: Session, err: unknown): Promise<boolean> {
+    const code = codeOf(err);
+    const ended =
+      (code !== undefined && SESSION_ENDED.has(code)) ||
+      /is not queryable/.test(err instanceof Error ? err.message : '');
+    if (!ended || this.#closed) return false;
+    this.#ended(session, err instanceof Error ? err : new Error(String(err)));
+    await this.#forgetMain(session);
+    return true;
+  }
+
   /** A session ended: if we did not end it, the server has released all it held. */
   #ended(session: Session, cause: Error): void {
     if (session.dead) return;
@@ -177,17 +202,19 @@ export class Sessions {
     this.#all.delete(session);
     const at = this.#idle.indexOf(session);
     if (at >= 0) this.#idle.splice(at, 1);
-    void this.#main?.then(
-      (main) => {
-        if (main === session) this.#main = null;
-      },
-      () => {},
-    );
+    void this.#forgetMain(session);
     session.client.end().catch(() => {});
     if (session.held.size === 0 || this.#closed) return;
     const locks = [...session.held];
     session.held.clear();
     this.onLost?.(locks, this.storeError(cause, 'session ended'));
+  }
+
+  /** If `session` is the main one, the next call connects a fresh main session. */
+  async #forgetMain(session: Session): Promise<void> {
+    const main = this.#main;
+    if (main !== null && (await main.catch(() => null)) === session && this.#main === main)
+      this.#main = null;
   }
 
   main(): Promise<Session> {
@@ -249,8 +276,9 @@ export class Sessions {
   }
 
   /**
-   * Runs a statement on the main session (`values` may name it). Resolves with the rows and
-   * the session they came from.
+   * Runs a statement on the main session (`values` may name it); if the server had ended
+   * that session (a restart not noticed yet), once more on a fresh one. Resolves with the
+   * rows and the session they came from.
    */
   async onMain<R extends Row>(
     text: string,
@@ -258,11 +286,14 @@ export class Sessions {
     what: string,
     id?: string,
   ): Promise<{ main: Session; rows: R[] }> {
-    const main = await this.main();
-    try {
-      return { main, rows: (await main.query<R>(text, values(main))).rows };
-    } catch (err) {
-      throw this.storeError(err, what, id);
+    for (let retry = true; ; retry = false) {
+      const main = await this.main();
+      try {
+        return { main, rows: (await main.query<R>(text, values(main))).rows };
+      } catch (err) {
+        if (retry && (await this.#gone(main, err))) continue;
+        throw this.storeError(err, what, id);
+      }
     }
   }
 
