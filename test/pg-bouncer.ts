@@ -5,12 +5,11 @@
  * removes. pgbouncer refuses to run as root, so as root it runs as the `postgres` user.
  * `.ci/run` installs the package when missing (without starting its system service).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { freePort, type PgServer, postgresUser } from './pg-server.js';
+import { freePort, type PgServer, postgresUser, spawnServer, stopServer } from './pg-server.js';
 
 export type PoolMode = 'session' | 'transaction';
 
@@ -36,11 +35,6 @@ export function findPgBouncer(): string {
   }
   throw new Error('no pgbouncer in /usr/sbin or /usr/bin; install the pgbouncer package');
 }
-
-const live = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const p of live) p.kill('SIGKILL');
-});
 
 export async function startPgBouncer(
   server: PgServer,
@@ -81,7 +75,7 @@ export async function startPgBouncer(
       for (const path of [dir, users, ini]) chownSync(path, owner.uid, owner.gid);
     }
     try {
-      proc = await launch(bin, ini, port, as);
+      proc = await spawnServer('pgbouncer', bin, [ini], as, `listening on 127.0.0.1:${port}`);
     } catch (err) {
       // Someone took the port between freePort() and bind: pick another.
       if (attempt > 3 || !/bind|in use/i.test(String(err))) {
@@ -95,45 +89,8 @@ export async function startPgBouncer(
     url: `postgres://lockwarden@127.0.0.1:${port}/postgres`,
     mode: options.mode,
     async stop() {
-      if (running.exitCode === null && running.signalCode === null) {
-        const exited = new Promise((r) => running.once('exit', r));
-        running.kill('SIGTERM'); // immediate shutdown (SIGINT waits for clients)
-        await exited;
-      }
-      live.delete(running);
+      await stopServer(running, 'SIGTERM'); // immediate shutdown (SIGINT waits for clients)
       rmSync(dir, { recursive: true, force: true });
     },
   };
-}
-
-/** Starts pgbouncer in the foreground and resolves once it logs that it listens. */
-function launch(
-  bin: string,
-  ini: string,
-  port: number,
-  as: { uid?: number; gid?: number },
-): Promise<ChildProcess> {
-  const proc = spawn(bin, [ini], { ...as, stdio: ['ignore', 'ignore', 'pipe'] });
-  live.add(proc);
-  return new Promise((resolve, reject) => {
-    const log: string[] = [];
-    const lines = createInterface({ input: proc.stderr as NodeJS.ReadableStream });
-    const onExit = (code: number | null) => {
-      live.delete(proc);
-      reject(new Error(`pgbouncer exited (${code}) before ready:\n${log.join('\n')}`));
-    };
-    proc.once('exit', onExit);
-    proc.once('error', (err) => {
-      live.delete(proc);
-      reject(err);
-    });
-    lines.on('line', (line) => {
-      if (log.length < 200) log.push(line);
-      if (line.includes(`listening on 127.0.0.1:${port}`)) {
-        proc.off('exit', onExit);
-        // Keep draining the log so pgbouncer never blocks on a full pipe.
-        resolve(proc);
-      }
-    });
-  });
 }
