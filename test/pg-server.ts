@@ -7,7 +7,7 @@
  * The binaries are Debian's (`/usr/lib/postgresql/<version>/bin`, the highest version
  * found), or `$LOCKWARDEN_PG_BIN`; `.ci/run` installs them when missing.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, type SpawnOptions, spawn } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -39,7 +39,7 @@ export function findPgBin(): string {
   return join(base, top, 'bin');
 }
 
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.on('error', reject);
@@ -51,7 +51,7 @@ function freePort(): Promise<number> {
   });
 }
 
-function postgresUser(): { uid: number; gid: number } | null {
+export function postgresUser(): { uid: number; gid: number } | null {
   if (process.getuid?.() !== 0) return null;
   const uid = Number(execFileSync('id', ['-u', 'postgres']).toString().trim());
   const gid = Number(execFileSync('id', ['-g', 'postgres']).toString().trim());
@@ -62,6 +62,53 @@ const live = new Set<ChildProcess>();
 process.on('exit', () => {
   for (const p of live) p.kill('SIGKILL');
 });
+
+/**
+ * Spawns a server program (`name`, for messages) that logs to stderr and resolves once it
+ * logs a line containing or matching `ready`; rejects with its log so far if it exits or
+ * fails to start first. Until stopServer, it is killed when this process exits.
+ */
+export function spawnServer(
+  name: string,
+  cmd: string,
+  args: string[],
+  options: SpawnOptions,
+  ready: RegExp | string,
+): Promise<ChildProcess> {
+  const proc = spawn(cmd, args, { ...options, stdio: ['ignore', 'ignore', 'pipe'] });
+  live.add(proc);
+  return new Promise((resolve, reject) => {
+    const log: string[] = [];
+    const lines = createInterface({ input: proc.stderr as NodeJS.ReadableStream });
+    const onExit = (code: number | null) => {
+      live.delete(proc);
+      reject(new Error(`${name} exited (${code}) before ready:\n${log.join('\n')}`));
+    };
+    proc.once('exit', onExit);
+    proc.once('error', (err) => {
+      live.delete(proc);
+      reject(err);
+    });
+    lines.on('line', (line) => {
+      if (log.length < 200) log.push(line);
+      if (typeof ready === 'string' ? line.includes(ready) : ready.test(line)) {
+        proc.off('exit', onExit);
+        // Keep draining the log so the program never blocks on a full pipe.
+        resolve(proc);
+      }
+    });
+  });
+}
+
+/** Stops a program started by spawnServer with `signal` and waits until it has exited. */
+export async function stopServer(proc: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+  if (proc.exitCode === null && proc.signalCode === null) {
+    const exited = new Promise((r) => proc.once('exit', r));
+    proc.kill(signal);
+    await exited;
+  }
+  live.delete(proc);
+}
 
 export async function startPostgres(): Promise<PgServer> {
   const bin = findPgBin();
@@ -108,11 +155,7 @@ export async function startPostgres(): Promise<PgServer> {
   const shutdown = async (): Promise<void> => {
     const p = proc;
     proc = null;
-    if (p === null || p.exitCode !== null || p.signalCode !== null) return;
-    const exited = new Promise((r) => p.once('exit', r));
-    p.kill('SIGINT'); // fast shutdown
-    await exited;
-    live.delete(p);
+    if (p !== null) await stopServer(p, 'SIGINT'); // fast shutdown
   };
   await launch();
   return {
@@ -154,27 +197,11 @@ function launchOnce(
     log_min_messages: 'log',
   };
   const args = ['-D', data, ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`])];
-  const proc = spawn(join(bin, 'postgres'), args, {
-    ...as,
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, LC_ALL: 'C' },
-  });
-  live.add(proc);
-  return new Promise((resolve, reject) => {
-    const log: string[] = [];
-    const lines = createInterface({ input: proc.stderr as NodeJS.ReadableStream });
-    const onExit = (code: number | null) => {
-      live.delete(proc);
-      reject(new Error(`postgres exited (${code}) before ready:\n${log.join('\n')}`));
-    };
-    proc.once('exit', onExit);
-    lines.on('line', (line) => {
-      if (log.length < 200) log.push(line);
-      if (/database system is ready to accept connections/.test(line)) {
-        proc.off('exit', onExit);
-        // Keep draining the log so the server never blocks on a full pipe.
-        resolve(proc);
-      }
-    });
-  });
+  return spawnServer(
+    'postgres',
+    join(bin, 'postgres'),
+    args,
+    { ...as, env: { ...process.env, LC_ALL: 'C' } },
+    /database system is ready to accept connections/,
+  );
 }

@@ -12,10 +12,9 @@
  */
 import type { Attempt, EngineLock } from '../engine.js';
 import { codeOf, LockStoreError } from '../errors.js';
-import { LockType } from '../types.js';
+import type { LockType } from '../types.js';
 import type { PgLock, PostgresEngine } from './engine.js';
 import { QUERY_CANCELED, type Session } from './sessions.js';
-import { LOCK, LOCK_SHARED } from './sql.js';
 
 /** How long a cancelled wait may take to end before the cancel is sent again (ms). */
 const CANCEL_RETRY_MS = 50;
@@ -53,8 +52,8 @@ export class PgAttempt implements Attempt {
     const { engine, id, key, type } = this;
     if (this.#phase === 'try') {
       await engine.ensureKey(id, key);
-      const main = await engine.sessions.main();
-      if (await engine.tryLock(main, key, type, id)) {
+      const main = await engine.tryLock(key, type, id);
+      if (main !== null) {
         this.#phase = 'done';
         return engine.granted(main, id, key, type);
       }
@@ -97,10 +96,12 @@ export class PgAttempt implements Attempt {
     let got = false;
     this.#inFlight = true;
     try {
-      await session.query(type === LockType.SHARED ? LOCK_SHARED : LOCK, [key]);
+      await engine.lock(session, key, type, id);
       got = true;
     } catch (err) {
-      if (!this.#cancelled || codeOf(err) !== QUERY_CANCELED) {
+      if (err instanceof LockStoreError) {
+        this.#error = err; // not on its own server connection: says so already
+      } else if (!this.#cancelled || codeOf(err) !== QUERY_CANCELED) {
         this.#error = new LockStoreError(
           `waiting for '${id}' failed on PostgreSQL server: ${(err as Error).message}`,
           { path: engine.location, id, cause: err },
@@ -154,7 +155,7 @@ export class PgAttempt implements Attempt {
     });
     while (!ended && this.#waiter !== null && !this.#waiter.dead) {
       if (this.#inFlight) {
-        this.#cancelSent = this.engine.sessions.cancelWait(this.#waiter);
+        this.#cancelSent = this.engine.sessions.cancelWait(this.#waiter, this.key);
         await this.#cancelSent;
       }
       await Promise.race([blocking, delay(CANCEL_RETRY_MS)]);

@@ -30,7 +30,9 @@ import {
   CREATE_HOLDERS_INDEX,
   CREATE_KEYS,
   DELETE_HOLDERS,
+  LOCK,
   LOCK_SCHEMA,
+  LOCK_SHARED,
   NEXT_TOKEN,
   READ_TOKEN,
   REPLACE_HOLDERS,
@@ -157,15 +159,32 @@ export class PostgresEngine implements Engine {
     this.#verified.add(id);
   }
 
-  async tryLock(session: Session, key: string, type: LockType, id: string): Promise<boolean> {
-    const rows = await this.sessions.query<{ got: boolean }>(
-      session,
+  /**
+   * Takes `key` on the main session if it is free: resolves with that session, or null.
+   * Guarded (sql.ts): through a transaction pooler it takes nothing and is refused.
+   */
+  async tryLock(key: string, type: LockType, id: string): Promise<Session | null> {
+    const { main, rows } = await this.sessions.onMain(
       type === LockType.SHARED ? TRY_LOCK_SHARED : TRY_LOCK,
-      [key],
+      (s) => [key, s.marker],
       'cannot lock',
       id,
     );
-    return rows[0]?.got === true;
+    this.sessions.onSession(main, rows[0], id);
+    return rows[0]?.got === true ? main : null;
+  }
+
+  /**
+   * The blocking `pg_advisory_lock*` on a waiter session, guarded like tryLock: throws the
+   * driver's error (a cancel is QUERY_CANCELED), or a LockStoreError if the statement did
+   * not run on the session's own server connection.
+   */
+  async lock(session: Session, key: string, type: LockType, id: string): Promise<void> {
+    const { rows } = await session.query(type === LockType.SHARED ? LOCK_SHARED : LOCK, [
+      key,
+      session.marker,
+    ]);
+    this.sessions.onSession(session, rows[0], id);
   }
 
   /**
@@ -247,16 +266,17 @@ export class PostgresEngine implements Engine {
     if (!session.held.delete(l) || session.dead) return; // lost: the server let go already
     const shared = l.type === LockType.SHARED;
     try {
-      if (l.withdraw) {
-        // One round trip: the rows go in the same statement that lets go of the lock.
-        await session.query(shared ? WITHDRAW_AND_UNLOCK_SHARED : WITHDRAW_AND_UNLOCK, [
-          l.key,
-          this.namespace,
-          session.started,
-        ]);
-      } else {
-        await session.query(shared ? UNLOCK_SHARED : UNLOCK, [l.key]);
-      }
+      // With the holder rows to withdraw, one round trip: they go in the same statement that
+      // lets go of the lock. Both are guarded: the row says where they ran.
+      const { rows } = l.withdraw
+        ? await session.query(shared ? WITHDRAW_AND_UNLOCK_SHARED : WITHDRAW_AND_UNLOCK, [
+            l.key,
+            this.namespace,
+            session.started,
+            session.marker,
+          ])
+        : await session.query(shared ? UNLOCK_SHARED : UNLOCK, [l.key, session.marker]);
+      this.sessions.onSession(session, rows[0], l.id);
     } catch (err) {
       // A session in doubt holds nothing for long: ending it releases whatever it has.
       this.sessions.discard(session);

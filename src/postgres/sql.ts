@@ -9,8 +9,33 @@ export const CONNECTION_CHECK_MS = 1000;
 /** Serialises schema creation between managers starting at once (any constant key). */
 const SCHEMA_LOCK_KEY = '7299184403710731011';
 
-/** The session's backend pid and start time (which, with the pid, names it). */
-export const SESSION_ID = `SELECT pg_backend_pid() AS pid, backend_start::text AS started FROM pg_stat_activity WHERE pid = pg_backend_pid()`;
+/** `pg_locks` shows a bigint advisory key as classid (high 32 bits) and objid (low 32). */
+export function keyHalves(key: string): [string, string] {
+  const k = BigInt.asUintN(64, BigInt(key));
+  return [(k >> 32n).toString(), (k & 0xffffffffn).toString()];
+}
+
+/**
+ * The session-level setting by which a session marks the server connection it is on, so a
+ * transaction pooler (which hands one server connection to many clients) is caught.
+ */
+const MARKER = 'lockwarden.session';
+/** True if the server connection carries this session's mark, passed as parameter `$n`. */
+const own = (n: number) => `current_setting('${MARKER}', true) = $${n}`;
+/** Where a guarded statement ran: `backend` (pid) and `own` (its mark is there). */
+const ranOn = (n: number) => `pg_backend_pid() AS backend, ${own(n)} AS own`;
+
+/**
+ * $1 this session's mark: the backend pid and start time (which, with the pid, names it);
+ * `claimed` is $1 if the server connection was unmarked and is now ours, else someone
+ * else's mark is on it (a pooler handed it to us too).
+ */
+export const CLAIM_SESSION = `SELECT pg_backend_pid() AS pid, backend_start::text AS started,
+         CASE WHEN coalesce(current_setting('${MARKER}', true), '') = ''
+           THEN set_config('${MARKER}', $1, false) END AS claimed
+       FROM pg_stat_activity WHERE pid = pg_backend_pid()`;
+/** Another connection's backend pid and mark: it must be neither the main session's. */
+export const PROBE_SESSION = `SELECT pg_backend_pid() AS pid, current_setting('${MARKER}', true) AS marker`;
 /** Server side keepalives: a host that vanished is noticed after about 10 + 3 * 5 s. */
 export const SET_KEEPALIVES = `SELECT set_config('tcp_keepalives_idle', '10', false), set_config('tcp_keepalives_interval', '5', false), set_config('tcp_keepalives_count', '3', false)`;
 /** PostgreSQL 14+: a backend blocked in a lock wait notices its client is gone. */
@@ -51,29 +76,48 @@ export const READ_TOKEN = `SELECT token::text AS token FROM ${KEYS_TABLE} WHERE 
 /** $1 namespace, $2 key: the next token, and the id that owns the key. */
 export const NEXT_TOKEN = `UPDATE ${KEYS_TABLE} SET token = token + 1 WHERE namespace = $1 AND key = $2 RETURNING token::text AS token, id`;
 
-/** $1 key: `got`. */
-export const TRY_LOCK = 'SELECT pg_try_advisory_lock($1) AS got';
-export const TRY_LOCK_SHARED = 'SELECT pg_try_advisory_lock_shared($1) AS got';
-/** $1 key: blocks until granted (or cancelled). */
-export const LOCK = 'SELECT pg_advisory_lock($1)';
-export const LOCK_SHARED = 'SELECT pg_advisory_lock_shared($1)';
-/** $1 key. */
-export const UNLOCK = 'SELECT pg_advisory_unlock($1)';
-export const UNLOCK_SHARED = 'SELECT pg_advisory_unlock_shared($1)';
 /**
- * $1 key, $2 namespace, $3 backend start: one round trip that withdraws this session's
- * holder rows in the statement that lets go of the lock, so status never sees the lock
- * held without them, nor them without the lock.
+ * Lock statements are guarded: each runs its lock function only on a server connection that
+ * carries the session's mark (`$n`, the last parameter) and returns `backend` and `own`,
+ * which the caller checks, so through a pooler they take nothing on a stranger's connection.
+ */
+const guarded = (n: number, call: string, as = '') =>
+  `SELECT ${ranOn(n)}, CASE WHEN ${own(n)} THEN ${call} END${as}`;
+/** $1 key, $2 mark: `got`. */
+export const TRY_LOCK = guarded(2, 'pg_try_advisory_lock($1)', ' AS got');
+export const TRY_LOCK_SHARED = guarded(2, 'pg_try_advisory_lock_shared($1)', ' AS got');
+/** $1 key, $2 mark: blocks until granted (or cancelled). */
+export const LOCK = guarded(2, 'pg_advisory_lock($1)::text');
+export const LOCK_SHARED = guarded(2, 'pg_advisory_lock_shared($1)::text');
+/** $1 key, $2 mark. */
+export const UNLOCK = guarded(2, 'pg_advisory_unlock($1)');
+export const UNLOCK_SHARED = guarded(2, 'pg_advisory_unlock_shared($1)');
+/**
+ * $1 key, $2 namespace, $3 backend start, $4 mark: one round trip that withdraws this
+ * session's holder rows in the statement that lets go of the lock, so status never sees the
+ * lock held without them, nor them without the lock.
  */
 const withdrawAnd = (unlock: string) =>
   `WITH gone AS (DELETE FROM ${HOLDERS_TABLE} WHERE namespace = $2 AND key = $1 AND backend_pid = pg_backend_pid() AND backend_start = $3)
-           SELECT ${unlock}($1)`;
+           ${guarded(4, `${unlock}($1)`)}`;
 export const WITHDRAW_AND_UNLOCK = withdrawAnd('pg_advisory_unlock');
 export const WITHDRAW_AND_UNLOCK_SHARED = withdrawAnd('pg_advisory_unlock_shared');
-/** Lets go of every advisory lock of the session (a cancelled wait may have won). */
-export const UNLOCK_ALL = 'SELECT pg_advisory_unlock_all()';
-/** $1 backend pid: ends the lock wait running on that session. */
-export const CANCEL_BACKEND = 'SELECT pg_cancel_backend($1)';
+/** $1 mark: lets go of every advisory lock of the session (a cancelled wait may have won). */
+export const UNLOCK_ALL = guarded(1, 'pg_advisory_unlock_all()');
+/**
+ * $1 backend pid, $2 its start time, $3/$4 the key's halves, $5 mark: ends the lock wait of
+ * that very backend, and only while `pg_locks` shows it waiting for that key, so a cancel
+ * that arrives late (or through a pooler) never ends someone else's query.
+ */
+export const CANCEL_WAIT = guarded(
+  5,
+  `(SELECT bool_or(pg_cancel_backend(lk.pid))
+             FROM pg_locks lk JOIN pg_stat_activity a ON a.pid = lk.pid
+             WHERE lk.pid = $1 AND a.backend_start::text = $2 AND NOT lk.granted
+               AND lk.locktype = 'advisory' AND lk.objsubid = 1
+               AND lk.classid = $3::oid AND lk.objid = $4::oid)`,
+  ' AS cancelled',
+);
 
 /** $1 namespace, $2 key, $3 backend pid, $4 backend start. */
 export const DELETE_HOLDERS = `DELETE FROM ${HOLDERS_TABLE} WHERE namespace = $1 AND key = $2 AND backend_pid = $3 AND backend_start = $4`;

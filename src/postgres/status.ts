@@ -8,13 +8,7 @@ import type { CleanupResult, LockHolder, LockStatus, LockWaiter } from '../types
 import { LockType } from '../types.js';
 import { advisoryKey, type PostgresEngine } from './engine.js';
 import type { Row } from './sessions.js';
-import { DELETE_DEAD_HOLDERS, READ_STATUS } from './sql.js';
-
-/** `pg_locks` shows a bigint advisory key as classid (high 32 bits) and objid (low 32). */
-function keyHalves(key: string): [string, string] {
-  const k = BigInt.asUintN(64, BigInt(key));
-  return [(k >> 32n).toString(), (k & 0xffffffffn).toString()];
-}
+import { DELETE_DEAD_HOLDERS, keyHalves, READ_STATUS } from './sql.js';
 
 export async function pgStatus(engine: PostgresEngine, id: string): Promise<LockStatus> {
   return toStatus(engine, id, await readRows(engine, advisoryKey(engine.namespace, id)));
