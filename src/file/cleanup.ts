@@ -15,7 +15,7 @@ import { HOLDERS_SUFFIX, LOCK_SUFFIX } from '../ids.js';
 import { tryLockFd } from '../sys/flock.js';
 import type { CleanupResult } from '../types.js';
 import type { FileEngine } from './engine.js';
-import { GATE_SUFFIX, RWAIT_SUFFIX } from './gate.js';
+import { GATE_SUFFIX, RWAIT_SUFFIX } from './line.js';
 import {
   removeIfFree,
   removeOldTemp,

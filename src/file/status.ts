@@ -36,7 +36,7 @@ import type { LockHolder, LockStatus, LockWaiter } from '../types.js';
 import { LockType } from '../types.js';
 import type { FileEngine } from './engine.js';
 import { fsError } from './fs-errors.js';
-import { GATE_SUFFIX, RWAIT_SUFFIX } from './gate.js';
+import { GATE_SUFFIX, RWAIT_SUFFIX } from './line.js';
 import { OPEN_EXISTING, withExisting } from './lock-file.js';
 import { type LiveRecord, readRecords } from './records.js';
 import type { FileKey } from './slots.js';
