@@ -9,15 +9,7 @@
  * child, sys/flock-holders.ts); a record naming another host is believed only on a
  * network file system, and only if a probe finds the lock held.
  */
-import {
-  closeSync,
-  lstatSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  realpathSync,
-  type Stats,
-} from 'node:fs';
+import { lstatSync, readdirSync, readFileSync, realpathSync, type Stats } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { isErrno } from '../errors.js';
 import {
@@ -37,7 +29,7 @@ import { LockType } from '../types.js';
 import type { FileEngine } from './engine.js';
 import { fsError } from './fs-errors.js';
 import { GATE_SUFFIX, RWAIT_SUFFIX } from './line.js';
-import { OPEN_EXISTING, withExisting } from './lock-file.js';
+import { withExisting } from './lock-file.js';
 import { type LiveRecord, readRecords } from './records.js';
 import type { FileKey } from './slots.js';
 
@@ -238,21 +230,16 @@ function waitersInLine(key: StatusPaths, kernel: KernelTable): LockWaiter[] {
  */
 function heldPerProbe(lockPath: string, record: LiveRecord): boolean {
   if (record.holders.length === 0) return true;
-  let fd: number;
-  try {
-    fd = openSync(lockPath, OPEN_EXISTING);
-  } catch {
-    return false;
-  }
-  try {
-    if (!tryLockFd(fd, true, lockPath)) return true;
-    unlockFd(fd, lockPath);
-    return false;
-  } catch {
-    return false;
-  } finally {
-    closeSync(fd);
-  }
+  const free = withExisting(lockPath, (fd) => {
+    try {
+      if (!tryLockFd(fd, true, lockPath)) return false;
+      unlockFd(fd, lockPath);
+      return true;
+    } catch {
+      return true; // cannot tell: do not believe the record
+    }
+  });
+  return free === false;
 }
 
 /**
