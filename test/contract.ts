@@ -138,7 +138,7 @@ export function contract(name: string, target: ContractTarget): void {
       );
       assert.ok(err instanceof LockAbortedError);
       assert.equal((err.cause as Error).message, 'user pressed ^C');
-      assert.ok(performance.now() - started < 500);
+      assert.ok(performance.now() - started < 2000, 'the abort ends the wait promptly');
       // The aborted wait must not take the lock later: another process gets it next.
       await other.request({ op: 'release', id: 'job' });
       const third = await child();
