@@ -5,7 +5,7 @@ import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LockManager } from 'lockwarden';
 import { CLI, EXAMPLES, env, startHolding } from './cli-helpers.js';
-import { exitOf, run, tempRoot } from './helpers.js';
+import { exitOf, NOBODY, run, tempRoot } from './helpers.js';
 
 const SCRIPT = join(EXAMPLES, 'build-deploy.mjs');
 
@@ -58,6 +58,29 @@ describe('the build/deploy script of the second seed (examples/build-deploy.mjs)
     assert.notEqual(h, null, 'the failed build left the lock held');
     await h?.release();
     await m.close();
+  });
+});
+
+describe('the build/deploy script run by root and another user in turn', () => {
+  test('root builds, nobody deploys and rebuilds, root deploys: every step succeeds', {
+    skip: process.getuid?.() !== 0 ? 'needs root: runs steps as uid 65534' : false,
+  }, async (t) => {
+    // The default shared root and artifacts directory, in a fresh sticky temp dir.
+    const tmp = tempRoot(t, true);
+    const e = env(null, { TMPDIR: tmp, BUILD_SECONDS: '0' });
+    const asRoot = { env: e };
+    const asNobody = { ...NOBODY, env: e };
+    for (const [step, who, as] of [
+      ['build', 'root', asRoot],
+      ['deploy', 'nobody', asNobody],
+      ['build', 'nobody', asNobody],
+      ['deploy', 'root', asRoot],
+      ['build', 'root', asRoot],
+    ] as const) {
+      const r = await run(process.execPath, [SCRIPT, step], as);
+      assert.equal(r.code, 0, `${step} as ${who}: ${r.stderr}`);
+      assert.match(r.stdout, step === 'build' ? /^build: done\n$/ : /^deploy: shipping built at /);
+    }
   });
 });
 
