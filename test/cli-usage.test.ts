@@ -30,6 +30,10 @@ describe('help and usage', () => {
       [['completion', 'fish'], 'completion'],
       [['run', '--bogus', 'id', 'true'], 'run'],
       [['run', 'id'], 'run'],
+      [['run', '--fd', '9'], 'run'],
+      [['run', '-o', '--fd', '9', 'true'], 'run'],
+      [['run', '-F', '-o', './x', 'true'], 'run'],
+      [['run', '--fcntl', './x', 'true'], 'run'],
     ] as const) {
       const r = await lockwarden([...args], { env: env(root) });
       assert.equal(r.code, 64, `${args.join(' ')}: ${r.stderr}`);

@@ -139,7 +139,7 @@ export function planRun(
       };
     }
   }
-  if (command === null && target.kind !== 'descriptor')
+  if (command === null && (target.kind !== 'descriptor' || o.fd !== undefined))
     throw new UsageError('missing the command to run');
   if (o.shared && o.exclusive) throw new UsageError('choose one of -s and -x');
   if (o.unlock && target.kind !== 'descriptor')
