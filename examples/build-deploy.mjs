@@ -4,19 +4,37 @@
 //   node examples/build-deploy.mjs build     node examples/build-deploy.mjs deploy
 // The other step fails fast, naming who holds the lock; the protected code's own errors
 // surface unchanged (they are not mistaken for "already running").
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describeHolder, LockManager, LockType, sharedRoot } from 'lockwarden';
 
 const ARTIFACTS = process.env.ARTIFACTS ?? join(sharedRoot(), 'artifacts');
 
+/**
+ * The artifacts directory is shared by every user who runs the steps, as the lock is: made
+ * writable by all (0777, not sticky, so one user's build may replace another's artifact;
+ * the lock, not the mode, keeps the steps apart — on a real host, use a group instead).
+ */
+function sharedDir(dir) {
+  try {
+    mkdirSync(dir, { mode: 0o777 });
+    chmodSync(dir, 0o777); // the umask cut the mode mkdir was given
+  } catch (err) {
+    if (err.code !== 'EEXIST') throw err;
+  }
+}
+
 const steps = {
   async build() {
-    mkdirSync(ARTIFACTS, { recursive: true });
+    sharedDir(ARTIFACTS);
     await sleep(Number(process.env.BUILD_SECONDS ?? 2) * 1000); // compiling…
     if (process.env.BUILD_FAIL) writeFileSync('/nonexistent/dir/artifact', ''); // a real ENOENT
-    writeFileSync(join(ARTIFACTS, 'app.bin'), `built at ${new Date().toISOString()}\n`);
+    // Written aside and renamed into place: the artifact may be another user's file, which
+    // this user may replace in the directory but not rewrite.
+    const tmp = join(ARTIFACTS, `.app.bin.${process.pid}`);
+    writeFileSync(tmp, `built at ${new Date().toISOString()}\n`, { mode: 0o644 });
+    renameSync(tmp, join(ARTIFACTS, 'app.bin'));
     console.log('build: done');
   },
   async deploy() {

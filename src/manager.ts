@@ -21,6 +21,7 @@ import {
 } from './errors.js';
 import { Events } from './events.js';
 import { FileEngine } from './file/engine.js';
+import { PathEngine } from './file/path-engine.js';
 import { kSetToken, LockHandle } from './handle.js';
 import { validateId } from './ids.js';
 import {
@@ -38,6 +39,8 @@ import { type CleanupResult, type LockStatus, LockType } from './types.js';
 
 type Callback<T> = (handle: LockHandle) => T | Promise<T>;
 const RESOLVED = Promise.resolve();
+/** The root of a manager made by `forPaths()`, told apart from every string. */
+const PATHS = Symbol('lockwarden.paths');
 
 export class LockManager implements AsyncDisposable {
   /**
@@ -61,9 +64,13 @@ export class LockManager implements AsyncDisposable {
    *   exist), or a PostgreSQL connection string (`postgres://user:password@host:port/db`,
    *   `postgresql://…`) to lock with advisory locks on that server instead.
    */
-  constructor(root: string, options?: LockManagerOptions) {
-    const o = checkManagerOptions(root, options);
-    if (isStoreUrl(root)) {
+  constructor(root: string, options?: LockManagerOptions);
+  constructor(root: string | typeof PATHS, options?: LockManagerOptions) {
+    const o = checkManagerOptions(root === PATHS ? '/' : root, options);
+    if (root === PATHS) {
+      this.root = '/';
+      this.#engine = new PathEngine();
+    } else if (isStoreUrl(root)) {
       const engine = new PostgresEngine(root, o.namespace ?? DEFAULT_NAMESPACE);
       this.root = engine.location;
       this.#engine = engine;
@@ -84,6 +91,18 @@ export class LockManager implements AsyncDisposable {
       user: o.user ?? currentIdentity().user,
     });
     this.#engine.onLost = (locks, cause) => this.#queues.lost(locks, cause);
+  }
+
+  /**
+   * A manager whose ids are file paths (relative ones from the working directory): each
+   * locks that very file with flock(2), exactly as util-linux flock(1) does, so the two
+   * exclude each other. The file is created if missing and never deleted; links are
+   * followed; no holder records are written (status shows the kernel's view: mode, pid,
+   * user), tokens are 0, `listLocks()` is empty and cleanup removes nothing.
+   * `cleanupOnStart`, `metadata` and `lockDir` do not apply.
+   */
+  static forPaths(options?: Omit<LockManagerOptions, 'lockDir' | 'namespace'>): LockManager {
+    return new LockManager(PATHS as unknown as string, { ...options, cleanupOnStart: false });
   }
 
   #init(): Promise<void> {

@@ -22,6 +22,20 @@ export function sharedRoot(env: NodeJS.ProcessEnv = process.env): string {
     if (!isErrno(err, 'EEXIST'))
       throw fsError(err, 'cannot create the shared lock root', root, 'write');
   }
+  return checkShared(root);
+}
+
+/**
+ * The shared lock root without creating it, for commands that only look: checked as
+ * `sharedRoot` checks it when it exists, returned as it would be made when it does not.
+ */
+export function sharedRootIfAny(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.LOCKWARDEN_ROOT) return resolve(env.LOCKWARDEN_ROOT);
+  const root = join(tmpdir(), 'lockwarden');
+  return lstatSync(root, { throwIfNoEntry: false }) === undefined ? root : checkShared(root);
+}
+
+function checkShared(root: string): string {
   // Anyone may have made this path first in a shared temp dir: accept only a real
   // directory in which no one can delete or replace another user's lock file.
   const st = lstatSync(root);

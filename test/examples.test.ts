@@ -5,7 +5,7 @@ import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LockManager } from 'lockwarden';
 import { CLI, EXAMPLES, env, startHolding } from './cli-helpers.js';
-import { exitOf, ME, run, tempRoot } from './helpers.js';
+import { exitOf, forUser, ME, NOBODY, needsRoot, run, tempRoot } from './helpers.js';
 
 const SCRIPT = join(EXAMPLES, 'build-deploy.mjs');
 
@@ -58,6 +58,36 @@ describe('the build/deploy script of the second seed (examples/build-deploy.mjs)
     assert.notEqual(h, null, 'the failed build left the lock held');
     await h?.release();
     await m.close();
+  });
+});
+
+describe('the build/deploy script run by root and another user in turn', () => {
+  test('root builds, nobody deploys and rebuilds, root deploys: every step succeeds', {
+    skip: needsRoot('runs steps as uid 65534'),
+  }, async (t) => {
+    // The default shared root and artifacts directory, in a fresh sticky temp dir.
+    const tmp = tempRoot(t, true);
+    const e = env(null, { TMPDIR: tmp, BUILD_SECONDS: '0' });
+    const asRoot = { env: e };
+    // uid 65534 may not reach a private checkout: it runs a staged copy (forUser).
+    const staged = forUser(NOBODY);
+    const asNobody = { ...NOBODY, env: e, cwd: staged.cwd };
+    for (const [step, who, as] of [
+      ['build', 'root', asRoot],
+      ['deploy', 'nobody', asNobody],
+      ['build', 'nobody', asNobody],
+      ['deploy', 'root', asRoot],
+      ['build', 'root', asRoot],
+    ] as const) {
+      const nobody = who === 'nobody';
+      const r = await run(
+        nobody ? staged.node : process.execPath,
+        [nobody ? staged.path(SCRIPT) : SCRIPT, step],
+        as,
+      );
+      assert.equal(r.code, 0, `${step} as ${who}: ${r.stderr}`);
+      assert.match(r.stdout, step === 'build' ? /^build: done\n$/ : /^deploy: shipping built at /);
+    }
   });
 });
 

@@ -59,7 +59,7 @@ let staged: { base: string; node: string } | undefined;
 /**
  * What a child running as another uid needs from the checkout: the checkout itself when
  * that uid can read it, else a world-readable copy (package.json, dist, node_modules, the
- * compiled tests and fixtures, and the node binary if need be), made once per test process
+ * compiled tests and fixtures, the examples, and the node binary if need be), made once per test process
  * and removed when it exits. A checkout in a private (0700) directory needs the copy.
  */
 function stage(): { base: string; node: string } {
@@ -77,7 +77,14 @@ function stage(): { base: string; node: string } {
   const base = mkdtempSync(join(tmpdir(), 'lockwarden-stage-'));
   chmodSync(base, 0o755);
   process.on('exit', () => rmSync(base, { recursive: true, force: true }));
-  for (const part of ['package.json', 'dist', 'node_modules', '.test-build', 'test/fixtures'])
+  for (const part of [
+    'package.json',
+    'dist',
+    'node_modules',
+    '.test-build',
+    'test/fixtures',
+    'examples',
+  ])
     linkOrCopy(join(PACKAGE, part), join(base, part));
   let node = process.execPath;
   if (!nodeOk) {

@@ -1,154 +1,154 @@
 #!/usr/bin/env node
-/** The `lockwarden` command: argument parsing and exit codes; the work is in run.ts and inspect.ts. */
+/**
+ * The `lockwarden` command: parsing (commander, from the table in options.ts) and exit
+ * codes; the work is in run.ts, descriptor.ts and inspect.ts.
+ */
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { LockError } from '../errors.js';
 import { printable } from '../printable.js';
-import { LockType } from '../types.js';
-import { CliError, EXIT, exitCodeFor } from './exit.js';
-import { clean, list, status } from './inspect.js';
+import { completionScript } from './completion.js';
+import { runOnDescriptor } from './descriptor.js';
+import { EXIT, exitCodeFor, UsageError } from './exit.js';
+import { clean, list, type StatusTarget, status } from './inspect.js';
+import {
+  COMMANDS,
+  type CommandDef,
+  type CommandName,
+  flagParts,
+  optionsOf,
+  usageLine,
+} from './options.js';
 import { resolveStore } from './root.js';
 import { runLocked } from './run.js';
+import { isPathOperand, planRun, type RunFlags } from './run-args.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
 };
 
-const RUN_USAGE =
-  'lockwarden run [-s|-x] [-w SECONDS | -n] [-E CODE] [--root DIR | --store URL] [--user NAME] [--json] ID -- CMD [ARGS...]';
+type Flags = RunFlags & Record<string, unknown>;
 
-function usage(message: string): never {
-  throw new CliError(
-    `${message}\nusage: ${RUN_USAGE}\n       lockwarden status [ID] [--json] | list [--json] | clean [--json]`,
-    EXIT.USAGE,
-  );
+/** The usage lines printed after a usage error in `command` (null: the program's). */
+function usageText(command: string | null): string {
+  const def = COMMANDS.find((c) => c.name === command);
+  if (def !== undefined)
+    return `usage: ${usageLine(def)}\nTry 'lockwarden ${def.name} --help' for more information.`;
+  return `${COMMANDS.map((c, i) => `${i === 0 ? 'usage: ' : '       '}${usageLine(c)}`).join('\n')}\nTry 'lockwarden --help' for more information.`;
 }
 
-function seconds(value: string): number {
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n < 0)
-    usage(`invalid wait '${value}': expected seconds >= 0`);
-  return n;
+/** Adds the options of `name` (null: the program-wide ones) with flock(1)'s spellings. */
+function addOptions(cmd: Command, name: CommandName | null): void {
+  for (const def of optionsOf(name)) {
+    const option = new Option(def.flags, def.description);
+    if (def.defaultValue !== undefined) option.default(def.defaultValue);
+    if (def.unsupported !== undefined) option.hideHelp();
+    cmd.addOption(option);
+    const { value } = flagParts(def.flags);
+    for (const alias of def.aliases ?? []) {
+      const hidden = new Option(value === undefined ? alias : `${alias} <${value}>`).hideHelp();
+      cmd.addOption(hidden);
+      // Same order as written: the last spelling given wins, as for any option.
+      cmd.on(`option:${hidden.name()}`, (v: string | undefined) =>
+        cmd.setOptionValueWithSource(option.attributeName(), value === undefined ? true : v, 'cli'),
+      );
+    }
+  }
 }
 
-function exitCode(value: string): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || n > 255)
-    usage(`invalid conflict exit code '${value}': expected 0 to 255`);
-  return n;
+/** Program-wide options given after the command win over those given before it. */
+function merged(program: Command, cmd: Command): Flags {
+  const own = Object.entries(cmd.opts()).filter(([k]) => cmd.getOptionValueSource(k) !== 'default');
+  return { ...cmd.opts(), ...program.opts(), ...Object.fromEntries(own) } as Flags;
 }
 
-const rootOption = () =>
-  new Option('--root <dir>', 'lock root (default: $LOCKWARDEN_ROOT, else <tmpdir>/lockwarden)');
-const storeOption = () =>
-  new Option(
-    '--store <url>',
-    'lock on a PostgreSQL server instead of a directory: postgres://user:pass@host/db (default: $LOCKWARDEN_STORE)',
-  ).conflicts('root');
+function rejectUnsupported(o: Flags, name: CommandName): void {
+  for (const def of optionsOf(name)) {
+    if (def.unsupported === undefined) continue;
+    const key = new Option(def.flags).attributeName();
+    if (o[key] !== undefined)
+      throw new UsageError(`${flagParts(def.flags).long}: ${def.unsupported}`);
+  }
+}
+
+function subcommand(program: Command, def: CommandDef): Command {
+  const cmd = program
+    .command(def.name)
+    .usage(`[options]${def.operands === '' ? '' : ` ${def.operands}`}`)
+    .summary(def.summary)
+    .description(`${def.summary}.\n\n${def.details.join('\n\n')}`)
+    .exitOverride((err) => {
+      throw Object.assign(err, { command: def.name });
+    });
+  addOptions(cmd, def.name);
+  return cmd;
+}
 
 function program(): Command {
   const cli = new Command('lockwarden')
-    .description('Named shared/exclusive locks for scripts, with the holder shown')
+    .description(
+      'Named shared/exclusive locks for scripts, with the holder shown; a drop-in for flock(1).',
+    )
+    .usage('[options] <command> ...')
     .version(pkg.version, '-V, --version')
     .enablePositionalOptions()
     .exitOverride()
-    .configureOutput({ writeErr: () => {} })
-    .addOption(storeOption())
-    .option(
-      '--namespace <name>',
-      'PostgreSQL namespace, to keep applications apart (default: $LOCKWARDEN_NAMESPACE, else lockwarden)',
-    );
-  const where = (o: { root?: string; store?: string }) =>
-    resolveStore(o, cli.opts<{ store?: string }>().store, process.env);
-  const namespace = (): string | undefined =>
-    cli.opts<{ namespace?: string }>().namespace ?? (process.env.LOCKWARDEN_NAMESPACE || undefined);
-
-  cli
-    .command('run')
-    .usage(
-      '[-s|-x] [-w SECONDS | -n] [-E CODE] [--root DIR | --store URL] [--user NAME] [--json] ID -- CMD [ARGS...]',
-    )
-    .description('run CMD while holding the lock ID (exclusive unless -s)')
-    .argument('<id>', 'lock id')
-    .argument('<command...>', 'command and its arguments')
-    .option('-s, --shared', 'take a shared lock')
-    .option('-x, --exclusive', 'take an exclusive lock (the default)')
-    .option(
-      '-w, --wait <seconds>',
-      'give up after this many seconds (fractions allowed); default: wait forever',
-    )
-    .option('-n, --no-wait', 'give up at once if the lock is held')
-    .option('-E, --conflict-exit-code <code>', 'exit code when the lock is held', '1')
-    .addOption(rootOption())
-    .addOption(storeOption())
-    .option('--user <name>', 'name to show as the holder (default: your login name)')
-    .option('--json', 'report a conflict as JSON on stderr')
-    .passThroughOptions()
-    .exitOverride()
-    .action(
-      async (id: string, command: string[], o: Record<string, string | boolean | undefined>) => {
-        if (command[0] === '--') command.shift();
-        const dash = command.indexOf('--');
-        if (dash > 0 && command.slice(0, dash).every((a) => a.startsWith('-'))) {
-          usage(`options go before the id: ${command.slice(0, dash).join(' ')}`);
-        }
-        if (command.length === 0) usage('missing the command to run');
-        if (o.shared && o.exclusive) usage('choose one of -s and -x');
-        const timeoutMs =
-          o.wait === false
-            ? 0
-            : o.wait === true || o.wait === undefined
-              ? Number.POSITIVE_INFINITY
-              : seconds(o.wait as string) * 1000;
-        process.exitCode = await runLocked({
-          id,
-          command,
-          type: o.shared ? LockType.SHARED : LockType.EXCLUSIVE,
-          timeoutMs,
-          conflictExitCode: exitCode(String(o.conflictExitCode)),
-          root: where(o as { root?: string; store?: string }),
-          namespace: namespace(),
-          user: o.user as string | undefined,
-          json: o.json === true,
-        });
-      },
-    );
-
-  cli
-    .command('status')
-    .description('show who holds ID, or every lock')
-    .argument('[id]', 'lock id')
-    .addOption(rootOption())
-    .addOption(storeOption())
-    .option('--json', 'print JSON')
-    .exitOverride()
-    .action(
-      async (id: string | undefined, o: { root?: string; store?: string; json?: boolean }) => {
-        process.exitCode = await status(where(o), id, o.json === true, namespace());
-      },
-    );
-
-  cli
-    .command('list')
-    .description('list every lock with its state')
-    .addOption(rootOption())
-    .addOption(storeOption())
-    .option('--json', 'print JSON')
-    .exitOverride()
-    .action(async (o: { root?: string; store?: string; json?: boolean }) => {
-      process.exitCode = await list(where(o), o.json === true, namespace());
+    .configureOutput({ outputError: () => {} })
+    .addHelpText('after', `\n${usageText(null).split('\nTry')[0]}\n\nSee lockwarden(1).`);
+  addOptions(cli, null);
+  const looked = (name: CommandName, action: (o: Flags, ...args: never[]) => Promise<number>) => {
+    const def = COMMANDS.find((c) => c.name === name) as CommandDef;
+    return subcommand(cli, def).action(async (...args: unknown[]) => {
+      const cmd = args.at(-1) as Command;
+      const o = merged(cli, cmd);
+      try {
+        rejectUnsupported(o, name);
+        process.exitCode = await (action as (o: Flags, ...a: unknown[]) => Promise<number>)(
+          o,
+          ...args.slice(0, -2),
+        );
+      } catch (err) {
+        if (err instanceof UsageError) err.command ??= name;
+        throw err;
+      }
     });
+  };
 
-  cli
-    .command('clean')
-    .description('remove lock files nobody holds')
-    .addOption(rootOption())
-    .addOption(storeOption())
-    .option('--json', 'print JSON')
-    .exitOverride()
-    .action(async (o: { root?: string; store?: string; json?: boolean }) => {
-      process.exitCode = await clean(where(o), o.json === true, namespace());
-    });
+  looked('run', async (o, target?: string, rest?: string[]) => {
+    const plan = planRun(target, rest ?? [], o, process.env);
+    if (plan.target.kind === 'descriptor') return runOnDescriptor({ ...plan, target: plan.target });
+    return runLocked({ ...plan, target: plan.target, command: plan.command as string[] });
+  })
+    .argument('[target]', 'a file path, a descriptor number or a lock id')
+    .argument('[command...]', 'the command and its arguments')
+    .passThroughOptions();
+
+  looked('status', async (o, operand?: string) => {
+    const path = o.file ?? (operand !== undefined && isPathOperand(operand) ? operand : undefined);
+    if (path !== undefined && operand !== undefined && o.file !== undefined)
+      throw new UsageError('give the lock once: an operand or --file');
+    const target: StatusTarget =
+      path !== undefined
+        ? { kind: 'path', path: resolve(path) }
+        : {
+            kind: 'id',
+            id: operand,
+            root: resolveStore(o, process.env, false),
+            namespace: o.namespace ?? (process.env.LOCKWARDEN_NAMESPACE || undefined),
+          };
+    return status(target, o.json === true);
+  }).argument('[target]', 'a file path or a lock id (default: every lock of the root)');
+
+  const namespace = (o: Flags) => o.namespace ?? (process.env.LOCKWARDEN_NAMESPACE || undefined);
+  looked('list', (o) => list(resolveStore(o, process.env, false), o.json === true, namespace(o)));
+  looked('clean', (o) => clean(resolveStore(o, process.env, false), o.json === true, namespace(o)));
+  looked('completion', async (_o, shell?: string) => {
+    if (shell !== 'bash' && shell !== 'zsh')
+      throw new UsageError(`completion for '${shell ?? ''}': choose bash or zsh`);
+    process.stdout.write(completionScript(shell));
+    return 0;
+  }).argument('[shell]', 'bash or zsh');
   return cli;
 }
 
@@ -156,18 +156,27 @@ try {
   await program().parseAsync(process.argv);
 } catch (err) {
   if (err instanceof CommanderError) {
-    if (
-      err.code === 'commander.helpDisplayed' ||
-      err.code === 'commander.version' ||
-      err.code === 'commander.help'
-    ) {
+    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') {
       process.exitCode = 0;
+    } else if (err.code === 'commander.help') {
+      // Help asked for (`lockwarden help`) is a success; help shown for no command is not.
+      process.exitCode = err.exitCode === 0 ? 0 : EXIT.USAGE;
     } else {
+      const command = (err as CommanderError & { command?: string }).command ?? null;
       process.stderr.write(
-        `lockwarden: ${printable(err.message.replace(/^error: /, ''))}\nusage: ${RUN_USAGE}\n`,
+        `lockwarden: ${err.message
+          .replace(/^error: /, '')
+          .split('\n')
+          .map(printable)
+          .join('\n')}\n${usageText(command)}\n`,
       );
       process.exitCode = EXIT.USAGE;
     }
+  } else if (err instanceof UsageError) {
+    process.stderr.write(
+      `lockwarden: ${printable(err.message)}\n${usageText(err.command ?? null)}\n`,
+    );
+    process.exitCode = EXIT.USAGE;
   } else {
     // A LockError's message is printable already; anything else may quote what a user typed.
     const message =

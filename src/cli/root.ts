@@ -1,21 +1,46 @@
 import { resolve } from 'node:path';
-import { sharedRoot } from '../shared-root.js';
+import { isStoreUrl } from '../postgres/engine.js';
+import { sharedRoot, sharedRootIfAny } from '../shared-root.js';
+import { UsageError } from './exit.js';
 
-/** --root if given, else the shared root ($LOCKWARDEN_ROOT or <tmpdir>/lockwarden, mode 1777). */
-export function resolveRoot(explicit: string | undefined, env: NodeJS.ProcessEnv): string {
-  return explicit === undefined ? sharedRoot(env) : resolve(explicit);
+/** What `--store` accepts; anything else is a usage error naming these. */
+export const STORE_SCHEMES = ['postgres://', 'postgresql://'] as const;
+
+/** Why `store` cannot be used, or null when it can. */
+export function storeProblem(store: string, source: string): string | null {
+  if (isStoreUrl(store)) return null;
+  return `unsupported store '${store}' (${source}): supported schemes are ${STORE_SCHEMES.join(' and ')}; for a directory use --root DIR`;
 }
 
 /**
- * Where locks live for a command: `--store URL` (or the program-wide one, or
- * $LOCKWARDEN_STORE) selects a PostgreSQL server; otherwise the root directory.
+ * --root if given, else the shared root ($LOCKWARDEN_ROOT or <tmpdir>/lockwarden, mode
+ * 1777), created only when `create` (commands that only look make nothing).
+ */
+export function resolveRoot(
+  explicit: string | undefined,
+  env: NodeJS.ProcessEnv,
+  create = true,
+): string {
+  if (explicit !== undefined) return resolve(explicit);
+  return create ? sharedRoot(env) : sharedRootIfAny(env);
+}
+
+/**
+ * Where locks of ids live for a command: `--store URL` (or $LOCKWARDEN_STORE) selects a
+ * PostgreSQL server, unless --root is given; otherwise the root directory. Throws
+ * UsageError for a store URL of a scheme lockwarden does not speak.
  */
 export function resolveStore(
   o: { root?: string | undefined; store?: string | undefined },
-  globalStore: string | undefined,
   env: NodeJS.ProcessEnv,
+  create = true,
 ): string {
-  const store = o.store ?? globalStore ?? (env.LOCKWARDEN_STORE || undefined);
-  if (store !== undefined && o.root === undefined) return store;
-  return resolveRoot(o.root, env);
+  const fromEnv = o.store === undefined;
+  const store = o.store ?? (env.LOCKWARDEN_STORE || undefined);
+  if (store !== undefined && o.root === undefined) {
+    const problem = storeProblem(store, fromEnv ? '$LOCKWARDEN_STORE' : '--store');
+    if (problem !== null) throw new UsageError(problem);
+    return store;
+  }
+  return resolveRoot(o.root, env, create);
 }

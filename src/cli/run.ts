@@ -1,109 +1,97 @@
 /**
- * `lockwarden run`: hold a lock while a command runs, the way util-linux flock(1) does —
- * the command inherits the locked descriptor (so it keeps the lock even if lockwarden is
- * killed), its exit status becomes ours (128+N for signal N), and a conflict exits with
- * the conflict code without running anything — plus what flock cannot say: who holds it.
+ * `lockwarden run` on an id or a file: hold a lock while a command runs, the way
+ * util-linux flock(1) does — the command inherits the locked descriptor (so it keeps the
+ * lock even if lockwarden is killed; -o prevents this), its exit status becomes ours, and
+ * a conflict exits with the conflict code without running anything — plus what flock
+ * cannot say: who holds it.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { constants } from 'node:os';
 import { LockAbortedError, LockTimeoutError } from '../errors.js';
 import { kDescriptors, type LockHandle } from '../handle.js';
 import { LockManager } from '../manager.js';
 import { printable, printableJson } from '../printable.js';
-import type { LockHolder, LockType } from '../types.js';
-import { EXIT } from './exit.js';
+import type { LockHolder } from '../types.js';
+import { runCommand, Signals, say, signalExit, tookSeconds } from './command.js';
 import { duration, heldLine } from './format.js';
+import type { RunPlan } from './run-args.js';
 
-export interface RunOptions {
-  id: string;
+type LockPlan = RunPlan & {
+  target: Exclude<RunPlan['target'], { kind: 'descriptor' }>;
   command: string[];
-  type: LockType;
-  /** Milliseconds: 0 = one attempt, Infinity = wait forever. */
-  timeoutMs: number;
-  conflictExitCode: number;
-  root: string;
-  /** PostgreSQL namespace (`--namespace`, $LOCKWARDEN_NAMESPACE); undefined: the default. */
-  namespace?: string | undefined;
-  user: string | undefined;
-  json: boolean;
-}
+};
 
-const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
-type Forwarded = (typeof FORWARDED)[number];
-
-/** The shell's convention for death by a signal: 128 + its number. */
-function signalExit(signal: NodeJS.Signals | null): number {
-  return 128 + (signal === null ? 0 : (constants.signals[signal] ?? 0));
-}
-
-/** One line on stderr; escaped, since ids and holder names may come from other users. */
-function say(line: string): void {
-  process.stderr.write(`lockwarden: ${printable(line)}\n`);
+/** The id, or the path, as messages name the lock. */
+function nameOf(o: LockPlan): string {
+  return o.target.kind === 'id' ? o.target.id : o.target.path;
 }
 
 /** Runs the command under the lock; resolves with the exit code for the process. */
-export async function runLocked(o: RunOptions): Promise<number> {
-  const manager = new LockManager(o.root, { cleanupOnStart: false, namespace: o.namespace });
-  const interrupted = new AbortController();
-  let child: ChildProcess | null = null;
-  let caught: Forwarded | null = null;
-  const onSignal = (signal: Forwarded) => {
-    caught = signal;
-    if (child !== null) child.kill(signal);
-    else interrupted.abort(signal);
-  };
-  const handlers = FORWARDED.map((s) => [s, () => onSignal(s)] as const);
-  for (const [s, h] of handlers) process.on(s, h);
+export async function runLocked(o: LockPlan): Promise<number> {
+  const { target } = o;
+  const manager =
+    target.kind === 'path'
+      ? LockManager.forPaths()
+      : new LockManager(target.root, { cleanupOnStart: false, namespace: target.namespace });
+  const id = nameOf(o);
+  const signals = new Signals();
+  const started = performance.now();
   try {
-    const acquireOptions = {
-      user: o.user,
-      info: { command: o.command },
-      signal: interrupted.signal,
-    };
-    let handle = await manager.tryAcquire(o.id, o.type, acquireOptions);
+    const acquireOptions = { user: o.user, info: { command: o.command }, signal: signals.signal };
+    let handle = await manager.tryAcquire(id, o.type, acquireOptions);
     if (handle === null) {
-      if (o.timeoutMs === 0) return await conflict(manager, o, null);
+      if (o.timeoutMs === 0) {
+        if (o.verbose) say(`failed to get ${o.type} lock on '${id}'`);
+        return await conflict(manager, o, null);
+      }
       try {
         handle = await waitFor(manager, o, acquireOptions);
       } catch (err) {
-        if (err instanceof LockTimeoutError) return await conflict(manager, o, err.holders);
-        if (err instanceof LockAbortedError) return signalExit(caught);
+        if (err instanceof LockTimeoutError) {
+          if (o.verbose)
+            say(
+              `timeout after ${tookSeconds(started)} seconds waiting for ${o.type} lock on '${id}'`,
+            );
+          return await conflict(manager, o, err.holders);
+        }
+        if (err instanceof LockAbortedError) return signalExit(signals.caught);
         throw err;
       }
     }
     // A signal that came between the grant and the start: the command never runs.
-    if (caught !== null) {
+    if (signals.caught !== null) {
       await handle.release();
-      return signalExit(caught);
+      return signalExit(signals.caught);
     }
-    return await execute(o, handle, (c) => {
-      child = c;
-    });
+    if (o.verbose) {
+      say(`getting ${o.type} lock on '${id}' took ${tookSeconds(started)} seconds`);
+      say(`executing ${o.command[0]}`);
+    }
+    return await execute(o, handle, signals);
   } finally {
-    for (const [s, h] of handlers) process.off(s, h);
+    signals.stop();
     await manager.close();
   }
 }
 
 async function conflict(
   manager: LockManager,
-  o: RunOptions,
+  o: LockPlan,
   holders: LockHolder[] | null,
 ): Promise<number> {
-  const status = await manager.getLockStatus(o.id);
+  const status = await manager.getLockStatus(nameOf(o));
   if (o.json) process.stderr.write(`${printableJson({ ...status, requested: o.type })}\n`);
-  else say(heldLine(o.id, holders ?? status.holders));
+  else say(heldLine(nameOf(o), holders ?? status.holders));
   return o.conflictExitCode;
 }
 
 /** Waits, telling the user for whom: a live line on a terminal, one plain line otherwise. */
 async function waitFor(
   manager: LockManager,
-  o: RunOptions,
+  o: LockPlan,
   options: { user: string | undefined; info: Record<string, unknown>; signal: AbortSignal },
 ): Promise<LockHandle> {
+  const id = nameOf(o);
   const started = Date.now();
-  const describe = async () => heldLine(o.id, (await manager.getLockStatus(o.id)).holders);
+  const describe = async () => heldLine(id, (await manager.getLockStatus(id)).holders);
   const tty = process.stderr.isTTY === true;
   let timer: NodeJS.Timeout | null = null;
   if (!o.json) {
@@ -122,7 +110,7 @@ async function waitFor(
     }
   }
   try {
-    return await manager.acquire(o.id, o.type, { ...options, timeout: o.timeoutMs });
+    return await manager.acquire(id, o.type, { ...options, timeout: o.timeoutMs });
   } finally {
     if (timer !== null) {
       clearInterval(timer);
@@ -131,38 +119,27 @@ async function waitFor(
   }
 }
 
-/** Starts the command with the lock's descriptors as fds 3 and up, and waits for it. */
-function execute(
-  o: RunOptions,
-  handle: LockHandle,
-  started: (c: ChildProcess) => void,
-): Promise<number> {
-  const [file, ...args] = o.command as [string, ...string[]];
-  return new Promise<number>((resolve) => {
-    const child = spawn(file, args, {
-      stdio: ['inherit', 'inherit', 'inherit', ...handle[kDescriptors]()],
-    });
-    started(child);
-    // A remote lock can be lost while the command runs (its session ended): the command
-    // is no longer protected, so it is stopped, as a holder must stop its work.
-    const onLost = () => {
-      if (!handle.lost) return;
-      say(
-        `lock on '${o.id}' lost (${(handle.signal.reason as Error).message}); stopping the command`,
-      );
-      child.kill('SIGTERM');
-    };
-    handle.signal.addEventListener('abort', onLost, { once: true });
-    child.once('exit', () => handle.signal.removeEventListener('abort', onLost));
-    child.once('error', (err: NodeJS.ErrnoException) => {
-      const notFound = err.code === 'ENOENT';
-      say(
-        `cannot run '${file}': ${notFound ? 'command not found' : `${err.code === 'EACCES' ? 'permission denied (not executable?)' : err.message}`}`,
-      );
-      resolve(notFound ? EXIT.NOT_FOUND : EXIT.NOT_EXECUTABLE);
-    });
-    child.once('exit', (code, signal) => {
-      resolve(code ?? signalExit(signal));
-    });
-  }).finally(() => handle.release());
+/**
+ * Starts the command — with the lock's descriptors as fds 3 and up, or with none under
+ * -o — and waits for it. Under -o the lock is released when the command exits; otherwise
+ * the command's own copy keeps it until it and its children are done.
+ */
+async function execute(o: LockPlan, handle: LockHandle, signals: Signals): Promise<number> {
+  const { child, exited } = runCommand(o.command, o.close ? [] : handle[kDescriptors](), signals);
+  // A remote lock can be lost while the command runs (its session ended): the command
+  // is no longer protected, so it is stopped, as a holder must stop its work.
+  const onLost = () => {
+    if (!handle.lost) return;
+    say(
+      `lock on '${nameOf(o)}' lost (${(handle.signal.reason as Error).message}); stopping the command`,
+    );
+    child.kill('SIGTERM');
+  };
+  handle.signal.addEventListener('abort', onLost, { once: true });
+  try {
+    return await exited;
+  } finally {
+    handle.signal.removeEventListener('abort', onLost);
+    await handle.release();
+  }
 }

@@ -83,9 +83,18 @@ export function idOfLockFile(base: string, lockPath: string): string | null {
   }
 }
 
-type StatusPaths = Pick<FileKey, 'id' | 'lockPath' | 'holdersDir' | 'gatePath' | 'rwaitPath'>;
+/**
+ * The files that make up one lock. A lock on a path the caller chose (flock(1)'s form) has
+ * only the file: null for the holder records and the line-keeping files it never has.
+ */
+export type StatusPaths = Pick<FileKey, 'id' | 'lockPath'> & {
+  holdersDir: string | null;
+  gatePath: string | null;
+  rwaitPath: string | null;
+};
 
-function statusOf(key: StatusPaths, kernel: KernelTable): LockStatus {
+/** The status of the lock that `key` names, from the kernel's table and live records. */
+export function statusOf(key: StatusPaths, kernel: KernelTable): LockStatus {
   const status: LockStatus = {
     id: key.id,
     state: 'free',
@@ -102,7 +111,7 @@ function statusOf(key: StatusPaths, kernel: KernelTable): LockStatus {
     return status;
   }
   const network = onNetworkFs(dirname(key.lockPath));
-  const records = readRecords(key.holdersDir).filter(
+  const records = (key.holdersDir === null ? [] : readRecords(key.holdersDir)).filter(
     (r) => r.hostname === currentIdentity().host || (network && heldPerProbe(key.lockPath, r)),
   );
   let entries = kernel.entries(lockStat);
@@ -197,7 +206,8 @@ class Heirs {
 function waitersInLine(key: StatusPaths, kernel: KernelTable): LockWaiter[] {
   const waiters: LockWaiter[] = [];
   const host = currentIdentity().host;
-  const inLine = (path: string, exclusive: boolean) => {
+  const inLine = (path: string | null, exclusive: boolean) => {
+    if (path === null) return;
     let st: Stats;
     try {
       st = lstatSync(path);
