@@ -44,6 +44,19 @@ describe('help and usage', () => {
     assert.match(typo.stderr, /^lockwarden: unknown option '--jsn'\n\(Did you mean --json\?\)\n/);
   });
 
+  test('output cut short by its reader ends quietly, as a filter should', async () => {
+    // The reader (true) is gone before node has started, so every write meets a closed
+    // pipe; `set -o pipefail` makes the pipeline's status lockwarden's.
+    const r = await run('bash', [
+      '-c',
+      'set -o pipefail; "$0" "$1" --help | true',
+      process.execPath,
+      CLI,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, '');
+  });
+
   test("-E's help shows (default: 1) without quotes", async () => {
     const r = await lockwarden(['run', '--help']);
     assert.equal(r.code, 0);

@@ -152,6 +152,15 @@ function program(): Command {
   return cli;
 }
 
+// A reader that went away (`lockwarden status | head -1`) is not an error to report, as
+// with any Unix filter: stop quietly instead of crashing with EPIPE on the next write.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw err;
+  });
+}
+
 try {
   await program().parseAsync(process.argv);
 } catch (err) {
