@@ -71,13 +71,16 @@ describe('the published package', () => {
     for (const must of ['LICENSE', 'README.md', 'package.json', 'dist/index.js', 'dist/index.d.ts'])
       assert.ok(files.includes(must), `${must} missing from the tarball: ${files.join(' ')}`);
     assert.ok(files.includes('dist/cli/main.js'), 'the lockwarden command is missing');
+    assert.ok(files.includes('man/lockwarden.1'), 'the man page (package.json man) is missing');
     assert.deepEqual(
       files.filter((f) => f.endsWith('.map')),
       [],
       'source maps pointing at sources the package does not ship',
     );
     assert.deepEqual(
-      files.filter((f) => !/^(dist\/|LICENSE$|README\.md$|package\.json$)/.test(f)),
+      files.filter(
+        (f) => !/^(dist\/|man\/lockwarden\.1$|LICENSE$|README\.md$|package\.json$)/.test(f),
+      ),
       [],
     );
     assert.match(
