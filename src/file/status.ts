@@ -20,7 +20,7 @@ import {
   LOCK_SUFFIX,
 } from '../ids.js';
 import { tryLockFd, unlockFd } from '../sys/flock.js';
-import { type FlockHolder, livingFlockHolders, processAlive } from '../sys/flock-holders.js';
+import { type FlockHolder, livingFlockHolders } from '../sys/flock-holders.js';
 import { onNetworkFs } from '../sys/network-fs.js';
 import { inodeKey, type KernelLock, KernelTable } from '../sys/proc-locks.js';
 import { currentIdentity, processOwner, userName } from '../sys/users.js';
@@ -41,7 +41,11 @@ export function fileStatus(engine: FileEngine, id: string): LockStatus {
 export function listFileLocks(engine: FileEngine): LockStatus[] {
   const kernel = new KernelTable();
   const out: LockStatus[] = [];
-  for (const name of lockDirEntries(engine)) {
+  const names = lockDirEntries(engine);
+  // Only ids someone waits for have a gate or an announcement: look up no others.
+  const present = new Set(names);
+  const companion = (name: string) => (present.has(name) ? join(engine.lockDir, name) : null);
+  for (const name of names) {
     if (!name.endsWith(LOCK_SUFFIX)) continue;
     const base = name.slice(0, -LOCK_SUFFIX.length);
     const lockPath = join(engine.lockDir, name);
@@ -51,8 +55,8 @@ export function listFileLocks(engine: FileEngine): LockStatus[] {
       id,
       lockPath,
       holdersDir: join(engine.lockDir, base + HOLDERS_SUFFIX),
-      gatePath: join(engine.lockDir, base + GATE_SUFFIX),
-      rwaitPath: join(engine.lockDir, base + RWAIT_SUFFIX),
+      gatePath: companion(base + GATE_SUFFIX),
+      rwaitPath: companion(base + RWAIT_SUFFIX),
     };
     out.push(statusOf(paths, kernel));
   }
@@ -123,7 +127,7 @@ export function statusOf(key: StatusPaths, kernel: KernelTable): LockStatus {
     accepted = records.filter((r) => holdsPerKernel(r, entries, kernel.available));
   }
   const host = currentIdentity().host;
-  const heirs = new Heirs(key.lockPath, lockStat);
+  const heirs = new Heirs(key.lockPath, lockStat, kernel);
   const holders: LockHolder[] = [];
   for (const r of accepted) {
     if (r.hostname !== host || r.pid === null) holders.push(...r.holders);
@@ -174,11 +178,12 @@ class Heirs {
   constructor(
     readonly lockPath: string,
     readonly lockStat: Stats,
+    readonly kernel: KernelTable,
   ) {}
 
   /** The living pids holding what `taker` took: itself while alive, else its heirs (null: unseen). */
   of(taker: number): (number | null)[] {
-    if (processAlive(taker)) return [taker];
+    if (this.kernel.alive(taker)) return [taker];
     if (this.#found === null) {
       let path = this.lockPath;
       try {
@@ -215,7 +220,7 @@ function waitersInLine(key: StatusPaths, kernel: KernelTable): LockWaiter[] {
       return;
     }
     for (const e of kernel.entries(st)) {
-      if (e.exclusive !== exclusive || e.pid <= 0 || !processAlive(e.pid)) continue;
+      if (e.exclusive !== exclusive || e.pid <= 0 || !kernel.alive(e.pid)) continue;
       const uid = processOwner(e.pid);
       waiters.push({
         type: exclusive ? LockType.EXCLUSIVE : LockType.SHARED,

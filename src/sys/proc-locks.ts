@@ -4,6 +4,7 @@
  * could make a caller's one-shot tryAcquire fail against a lock nobody holds.
  */
 import { closeSync, openSync, readSync, type Stats } from 'node:fs';
+import { processAlive } from './flock-holders.js';
 
 export interface KernelLock {
   pid: number;
@@ -128,6 +129,8 @@ export function readKernelLocks(): Map<string, KernelLock[]> | null {
 export class KernelTable {
   #locks: Map<string, KernelLock[]> | null;
   #rereads = 0;
+  /** Whether each pid asked about is alive, once per table: a listing asks 10 000 times. */
+  readonly #alive = new Map<number, boolean>();
 
   constructor(private readonly maxRereads = 2) {
     this.#locks = readKernelLocks();
@@ -140,6 +143,16 @@ export class KernelTable {
 
   entries(st: Pick<Stats, 'dev' | 'ino'>): KernelLock[] {
     return this.#locks?.get(inodeKey(st)) ?? [];
+  }
+
+  /** processAlive(pid), remembered for the life of this table (one status or listing). */
+  alive(pid: number): boolean {
+    let alive = this.#alive.get(pid);
+    if (alive === undefined) {
+      alive = processAlive(pid);
+      this.#alive.set(pid, alive);
+    }
+    return alive;
   }
 
   /** Reads the table again; false once this call's budget is spent. */
