@@ -196,8 +196,9 @@ export class WebLocks implements WebLockManager {
           req.reject(
             notSupported(
               `cannot steal '${req.name}': it is held by another process or thread (${others.join(', ')}); ` +
-                'the file engine cannot take a kernel lock from another process, so only ' +
-                'locks held through this manager can be stolen',
+                'only locks held through this manager can be stolen: the file engine cannot take ' +
+                'a kernel lock from another process, and PostgreSQL sessions of other clients are ' +
+                'not ended by a steal',
             ),
           );
           return;
