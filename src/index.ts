@@ -28,3 +28,13 @@ export {
   type LockWaiter,
   type Logger,
 } from './types.js';
+export { locks } from './web-locks/shared.js';
+export type {
+  Lock,
+  LockGrantedCallback,
+  LockInfo,
+  LockManagerSnapshot,
+  LockMode,
+  LockOptions,
+  WebLockManager,
+} from './web-locks/types.js';

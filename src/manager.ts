@@ -14,15 +14,17 @@ import {
   abortedMessage,
   closedMessage,
   LockAbortedError,
+  LockLostError,
   LockManagerClosedError,
   LockTimeoutError,
   LockUpgradeError,
+  lostMessage,
   upgradeMessage,
 } from './errors.js';
 import { Events } from './events.js';
 import { FileEngine } from './file/engine.js';
 import { PathEngine } from './file/path-engine.js';
-import { kSetToken, LockHandle } from './handle.js';
+import { kLose, kSetToken, LockHandle } from './handle.js';
 import { validateId } from './ids.js';
 import {
   type AcquireOptions,
@@ -36,6 +38,8 @@ import { DEFAULT_NAMESPACE, isStoreUrl, PostgresEngine } from './postgres/engine
 import { LockQueues } from './queue.js';
 import { currentIdentity } from './sys/users.js';
 import { type CleanupResult, type LockStatus, LockType } from './types.js';
+import type { WebLockManager } from './web-locks/types.js';
+import { WebLocks } from './web-locks/web-locks.js';
 
 type Callback<T> = (handle: LockHandle) => T | Promise<T>;
 const RESOLVED = Promise.resolve();
@@ -55,6 +59,7 @@ export class LockManager implements AsyncDisposable {
   readonly #queues: LockQueues;
   /** The locks the current async call chain holds through withLock, by id. */
   readonly #context = new AsyncLocalStorage<ReadonlyMap<string, LockHandle>>();
+  #locks: WebLocks | null = null;
   #ready: Promise<void> | null = null;
   #initialized = false;
   #closed = false;
@@ -197,6 +202,54 @@ export class LockManager implements AsyncDisposable {
     }
     await handle.release();
     return result;
+  }
+
+  /**
+   * The W3C Web Locks API (`navigator.locks`'s `request()` and `query()`) on this manager:
+   * its requests share each id's queue with `acquire()`, and exclude every other thread,
+   * process, user and host using this root. See the README, "Web Locks API".
+   */
+  get locks(): WebLockManager {
+    this.#locks ??= new WebLocks({
+      request: (id, mode, signal, timeout) => this.#webRequest(id, mode, signal, timeout),
+      steal: (id, reason) => this.#webSteal(id, reason),
+      holds: (id) => [...this.#queues.handles].filter((h) => h.id === id).length,
+      status: (id) => this.getLockStatus(id),
+      list: () => this.listLocks(),
+      evict: null,
+    });
+    return this.#locks;
+  }
+
+  /** acquire() without reentrancy and option checks, for the Web Locks view. */
+  async #webRequest(id: string, type: LockType, signal: AbortSignal | undefined, timeout: number) {
+    validateId(id);
+    if (this.#closed) throw new LockManagerClosedError(closedMessage());
+    if (signal?.aborted)
+      throw new LockAbortedError(abortedMessage(id, type), { id, cause: signal.reason });
+    if (!this.#initialized) await this.#init();
+    if (this.#closed) throw new LockManagerClosedError(closedMessage());
+    return this.#queues.enqueue(id, type, signal === undefined ? {} : { signal }, timeout);
+  }
+
+  /**
+   * The Web Locks steal: an exclusive request ahead of every waiter, then every handle on
+   * `id` lost and released, in one synchronous step: the last release grants the stealer
+   * (at once when the engine lock is exclusive), never a waiter queued before.
+   */
+  async #webSteal(id: string, reason: Error): Promise<LockHandle> {
+    validateId(id);
+    if (this.#closed) throw new LockManagerClosedError(closedMessage());
+    if (!this.#initialized) await this.#init();
+    if (this.#closed) throw new LockManagerClosedError(closedMessage());
+    const granted = this.#queues.enqueue(id, LockType.EXCLUSIVE, {}, Infinity, true);
+    const lost = new LockLostError(lostMessage(id, reason.message), { id, cause: reason });
+    for (const handle of [...this.#queues.handles]) {
+      if (handle.id !== id) continue;
+      handle[kLose](lost, true);
+      void handle.release();
+    }
+    return granted;
   }
 
   /** Who holds `id` now, proven live by the kernel. */

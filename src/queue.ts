@@ -40,14 +40,17 @@ export class LockQueues {
 
   constructor(readonly context: QueueContext) {}
 
-  /** Queues a request for `id`; resolves with its handle once granted. */
-  enqueue(id: string, type: LockType, options: AcquireOptions, timeout: number) {
+  /**
+   * Queues a request for `id`; resolves with its handle once granted. `front` puts it ahead
+   * of every waiter (a Web Locks `steal`, which the spec prepends to the queue).
+   */
+  enqueue(id: string, type: LockType, options: AcquireOptions, timeout: number, front = false) {
     let queue = this.#queues.get(id);
     if (queue === undefined) {
       queue = new IdQueue(id, this);
       this.#queues.set(id, queue);
     }
-    return queue.enqueue(type, options, timeout);
+    return queue.enqueue(type, options, timeout, front);
   }
 
   /** A queue nobody holds, waits for or pumps: forgotten. */
@@ -135,7 +138,12 @@ class IdQueue {
     return this.shared === 0 && this.engineLock.type === LockType.EXCLUSIVE;
   }
 
-  enqueue(type: LockType, options: AcquireOptions, timeout: number): Promise<LockHandle> {
+  enqueue(
+    type: LockType,
+    options: AcquireOptions,
+    timeout: number,
+    front: boolean,
+  ): Promise<LockHandle> {
     return new Promise<LockHandle>((resolve, reject) => {
       const waiter = new Waiter(type, options, timeout, resolve, reject);
       if (waiter.once && this.waiters.length > 0) {
@@ -144,7 +152,8 @@ class IdQueue {
         this.#rejectTimeout(waiter);
         return;
       }
-      this.waiters.push(waiter);
+      if (front) this.waiters.unshift(waiter);
+      else this.waiters.push(waiter);
       if (this.#events.wants('attempt'))
         this.#events.emit('attempt', { id: this.id, type, timeout });
       void this.#pump();

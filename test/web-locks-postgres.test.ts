@@ -1,0 +1,44 @@
+/** The Web Locks view on the PostgreSQL engine: the spec's behaviours and another client. */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { LockManager } from 'lockwarden';
+import { freshNamespace, usePostgres, waitersOnServer } from './pg-helpers.js';
+import { WebChild } from './web-locks-helpers.js';
+import { hold, webLocksSuite } from './web-locks-suite.js';
+
+const pg = usePostgres();
+
+// Node's navigator.locks runs in web-locks.test.ts already: lockwarden's side only here.
+webLocksSuite(
+  'web locks, PostgreSQL engine',
+  (t) => {
+    const m = new LockManager(pg.url, { namespace: freshNamespace() });
+    t.after(() => m.close());
+    return m.locks;
+  },
+  false,
+);
+
+test('PostgreSQL: another client holds and waits; query() shows both; steal is refused', async (t) => {
+  const namespace = freshNamespace();
+  const m = new LockManager(pg.url, { namespace });
+  t.after(() => m.close());
+  const other = await WebChild.process(t, pg.url, { namespace });
+  await other.do({ op: 'request', name: 'job', tag: 'a', mode: 'shared' });
+  const mine = hold(m.locks, 'job');
+  await waitersOnServer(pg.url, namespace, 'job', 1);
+  const q = await m.locks.query();
+  assert.deepEqual(q.held, [{ name: 'job', mode: 'shared', clientId: other.clientId }]);
+  assert.equal(q.pending.length, 1, JSON.stringify(q.pending));
+  assert.equal(q.pending[0]?.clientId.endsWith(`:${process.pid}:0`), true);
+  const status = await m.getLockStatus('job');
+  assert.equal(status.holders.length, q.held.length);
+  await assert.rejects(
+    m.locks.request('job', { steal: true }, () => assert.fail('granted')),
+    (e) => e instanceof DOMException && e.name === 'NotSupportedError',
+  );
+  await other.do({ op: 'release', tag: 'a' });
+  await mine.granted;
+  mine.release();
+  await mine.done;
+});
