@@ -56,6 +56,12 @@ export interface Engine {
    */
   readonly tokensOnDemand?: boolean;
   /**
+   * Ends every other client's hold on `id` (a Web Locks steal across clients), where that
+   * is safe: PostgreSQL ends the holding sessions, whose managers report their locks lost.
+   * Absent where it cannot be done (a kernel flock cannot be taken from another process).
+   */
+  evict?(id: string): Promise<void>;
+  /**
    * Set by the manager: the engine calls it when locks it held are gone without an unlock
    * (a PostgreSQL session ended; a lock file was deleted or replaced while held). The
    * manager then marks their handles lost.

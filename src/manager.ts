@@ -216,9 +216,15 @@ export class LockManager implements AsyncDisposable {
       holds: (id) => [...this.#queues.handles].filter((h) => h.id === id).length,
       status: (id) => this.getLockStatus(id),
       list: () => this.listLocks(),
-      evict: null,
+      evict: this.#engine.evict === undefined ? null : (id) => this.#evict(id),
     });
     return this.#locks;
+  }
+
+  async #evict(id: string): Promise<void> {
+    validateId(id);
+    await this.#init();
+    await this.#engine.evict?.(id);
   }
 
   /** acquire() without reentrancy and option checks, for the Web Locks view. */

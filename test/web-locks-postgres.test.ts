@@ -19,7 +19,7 @@ webLocksSuite(
   false,
 );
 
-test('PostgreSQL: another client holds and waits; query() shows both; steal is refused', async (t) => {
+test('PostgreSQL: another client holds and waits; query() shows both; steal ends its session', async (t) => {
   const namespace = freshNamespace();
   const m = new LockManager(pg.url, { namespace });
   t.after(() => m.close());
@@ -33,11 +33,18 @@ test('PostgreSQL: another client holds and waits; query() shows both; steal is r
   assert.equal(q.pending[0]?.clientId.endsWith(`:${process.pid}:0`), true);
   const status = await m.getLockStatus('job');
   assert.equal(status.holders.length, q.held.length);
-  await assert.rejects(
-    m.locks.request('job', { steal: true }, () => assert.fail('granted')),
-    (e) => e instanceof DOMException && e.name === 'NotSupportedError',
-  );
-  await other.do({ op: 'release', tag: 'a' });
+  // The steal ends the other client's session (pg_terminate_backend): its lock is gone, its
+  // request rejects with AbortError, and the stealer goes ahead of our own waiter.
+  const stolen = await m.locks.request('job', { steal: true }, async (lock) => {
+    const s = await m.getLockStatus('job');
+    assert.deepEqual(
+      s.holders.map((h) => [h.type, h.pid]),
+      [['exclusive', process.pid]],
+    );
+    return lock?.mode;
+  });
+  assert.equal(stolen, 'exclusive');
+  assert.deepEqual(await other.do({ op: 'outcome', tag: 'a' }), { ok: false, name: 'AbortError' });
   await mine.granted;
   mine.release();
   await mine.done;

@@ -30,6 +30,8 @@ import {
   CREATE_HOLDERS_INDEX,
   CREATE_KEYS,
   DELETE_HOLDERS,
+  END_HOLDERS,
+  keyHalves,
   LOCK,
   LOCK_SCHEMA,
   LOCK_SHARED,
@@ -328,6 +330,31 @@ export class PostgresEngine implements Engine {
 
   status(id: string): Promise<LockStatus> {
     return pgStatus(this, id);
+  }
+
+  /**
+   * A Web Locks steal from other clients: ends the sessions that hold `id` (never one of
+   * ours), as `pg_terminate_backend` does for an operator. Their managers see the session
+   * end and report every lock it held lost (handle.lost, handle.signal); the stealer's
+   * request then waits for the server to release them. Fails with a LockStoreError where
+   * this database user may not end those sessions (not their owner, no pg_signal_backend).
+   */
+  async evict(id: string): Promise<void> {
+    const rows = await this.sessions.query<{ pid: number; ended: boolean }>(
+      null,
+      END_HOLDERS,
+      [...keyHalves(advisoryKey(this.namespace, id)), this.sessions.pids],
+      'cannot end the sessions holding the lock',
+      id,
+    );
+    const refused = rows.filter((r) => !r.ended).map((r) => r.pid);
+    if (refused.length > 0) {
+      throw this.sessions.storeError(
+        new Error(`pg_terminate_backend refused backend(s) ${refused.join(', ')}`),
+        'cannot end the sessions holding the lock (grant pg_signal_backend, or steal as their owner)',
+        id,
+      );
+    }
   }
 
   list(): Promise<LockStatus[]> {

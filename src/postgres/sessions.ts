@@ -297,6 +297,11 @@ export class Sessions {
     }
   }
 
+  /** The backend pids of this manager's live sessions. */
+  get pids(): number[] {
+    return [...this.#all].filter((s) => !s.dead && s.pid > 0).map((s) => s.pid);
+  }
+
   /** A waiter session that holds nothing goes back to the idle ones. */
   afterUse(session: Session): void {
     if (session.dead || session.held.size > 0 || this.#idle.includes(session)) return;

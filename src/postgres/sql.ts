@@ -160,3 +160,13 @@ export const DELETE_DEAD_HOLDERS = `DELETE FROM ${HOLDERS_TABLE} h WHERE h.names
            AND lk.pid = h.backend_pid AND a.backend_start::text = h.backend_start
            AND ((lk.classid::bigint << 32) | lk.objid::bigint) = h.key)
        RETURNING h.id`;
+/**
+ * $1/$2 the key's halves, $3 the backend pids of this manager's own sessions: ends every
+ * other session holding the key (a Web Locks steal), and says which it asked to end. Ending
+ * a session releases all its locks, which its manager reports lost.
+ */
+export const END_HOLDERS = `SELECT lk.pid, pg_terminate_backend(lk.pid) AS ended
+       FROM pg_locks lk
+       WHERE lk.locktype = 'advisory' AND lk.objsubid = 1 AND lk.granted
+         AND lk.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+         AND lk.classid = $1::oid AND lk.objid = $2::oid AND lk.pid <> ALL($3::int[])`;
