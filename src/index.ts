@@ -16,9 +16,10 @@ export {
 export { channels } from './events.js';
 export { LockHandle } from './handle.js';
 export { LockManager } from './manager.js';
-export type { AcquireOptions, LockManagerOptions } from './options.js';
+export type { AcquireOptions, LockManagerOptions, MetricsOptions } from './options.js';
 export { printable, printableJson } from './printable.js';
 export { sharedRoot } from './shared-root.js';
+export type { AcquireKind, AcquireOutcome, AcquireTraceContext } from './tracing.js';
 export {
   type CleanupResult,
   type HolderInfo,

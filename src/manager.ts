@@ -21,11 +21,11 @@ import {
   lostMessage,
   upgradeMessage,
 } from './errors.js';
-import { Events } from './events.js';
 import { FileEngine } from './file/engine.js';
 import { PathEngine } from './file/path-engine.js';
 import { kLose, kSetToken, LockHandle } from './handle.js';
 import { validateId } from './ids.js';
+import { LockMetrics, MeteredEvents } from './metrics.js';
 import {
   type AcquireOptions,
   checkAcquireOptions,
@@ -37,6 +37,7 @@ import {
 import { DEFAULT_NAMESPACE, isStoreUrl, PostgresEngine } from './postgres/engine.js';
 import { LockQueues } from './queue.js';
 import { currentIdentity } from './sys/users.js';
+import { type AcquireKind, traced } from './tracing.js';
 import { type CleanupResult, type LockStatus, LockType } from './types.js';
 import type { WebLockManager } from './web-locks/types.js';
 import { WebLocks } from './web-locks/web-locks.js';
@@ -55,7 +56,8 @@ export class LockManager implements AsyncDisposable {
   readonly #engine: Engine;
   readonly #defaultTimeout: number;
   readonly #cleanupOnStart: boolean;
-  readonly #events: Events;
+  readonly #events: MeteredEvents;
+  readonly #metrics: LockMetrics;
   readonly #queues: LockQueues;
   /** The locks the current async call chain holds through withLock, by id. */
   readonly #context = new AsyncLocalStorage<ReadonlyMap<string, LockHandle>>();
@@ -88,7 +90,12 @@ export class LockManager implements AsyncDisposable {
     }
     this.#defaultTimeout = o.defaultTimeout ?? 30_000;
     this.#cleanupOnStart = o.cleanupOnStart ?? true;
-    this.#events = new Events(o.logger);
+    this.#metrics = new LockMetrics({
+      engine: this.#engine instanceof PostgresEngine ? 'postgres' : 'file',
+      includeId: o.metrics?.includeId ?? false,
+      handles: () => this.#queues.handles,
+    });
+    this.#events = new MeteredEvents(o.logger, this.#metrics);
     this.#queues = new LockQueues({
       engine: this.#engine,
       events: this.#events,
@@ -112,7 +119,7 @@ export class LockManager implements AsyncDisposable {
 
   #init(): Promise<void> {
     this.#ready ??= (async () => {
-      await this.#engine.init();
+      await Promise.all([this.#engine.init(), this.#metrics.start()]);
       if (this.#cleanupOnStart) {
         try {
           const result = await this.#engine.cleanup();
@@ -140,6 +147,28 @@ export class LockManager implements AsyncDisposable {
     checkType(type);
     const opts = checkAcquireOptions(options);
     const timeout = opts.timeout ?? this.#defaultTimeout;
+    return this.#traced('acquire', id, type, timeout, () =>
+      this.#acquire(id, type, opts, timeout),
+    ) as Promise<LockHandle>;
+  }
+
+  /** Runs one request inside the `lockwarden:acquire` trace and the metrics (tracing.ts). */
+  #traced(
+    kind: AcquireKind,
+    id: string,
+    mode: LockType,
+    timeout: number,
+    request: () => Promise<LockHandle | null>,
+  ): Promise<LockHandle | null> {
+    return traced({ id, mode, timeout, kind }, this.#metrics, request);
+  }
+
+  async #acquire(
+    id: string,
+    type: LockType,
+    opts: AcquireOptions,
+    timeout: number,
+  ): Promise<LockHandle> {
     if (this.#closed) throw new LockManagerClosedError(closedMessage());
     const outer = this.#context.getStore()?.get(id);
     if (outer !== undefined && !outer.released) {
@@ -163,12 +192,17 @@ export class LockManager implements AsyncDisposable {
     type: LockType,
     options?: Omit<AcquireOptions, 'timeout'>,
   ): Promise<LockHandle | null> {
-    try {
-      return await this.acquire(id, type, { ...checkAcquireOptions(options), timeout: 0 });
-    } catch (err) {
-      if (err instanceof LockTimeoutError) return null;
-      throw err;
-    }
+    validateId(id);
+    checkType(type);
+    const opts = { ...checkAcquireOptions(options), timeout: 0 };
+    return this.#traced('tryAcquire', id, type, 0, async () => {
+      try {
+        return await this.#acquire(id, type, opts, 0);
+      } catch (err) {
+        if (err instanceof LockTimeoutError) return null;
+        throw err;
+      }
+    });
   }
 
   /**
@@ -211,8 +245,14 @@ export class LockManager implements AsyncDisposable {
    */
   get locks(): WebLockManager {
     this.#locks ??= new WebLocks({
-      request: (id, mode, signal, timeout) => this.#webRequest(id, mode, signal, timeout),
-      steal: (id, reason) => this.#webSteal(id, reason),
+      request: (id, mode, signal, timeout) =>
+        this.#traced('request', id, mode, timeout, () =>
+          this.#webRequest(id, mode, signal, timeout),
+        ) as Promise<LockHandle>,
+      steal: (id, reason) =>
+        this.#traced('steal', id, LockType.EXCLUSIVE, Infinity, () =>
+          this.#webSteal(id, reason),
+        ) as Promise<LockHandle>,
       holds: (id) => [...this.#queues.handles].filter((h) => h.id === id).length,
       status: (id) => this.getLockStatus(id),
       list: () => this.listLocks(),
@@ -283,6 +323,7 @@ export class LockManager implements AsyncDisposable {
     this.#closed = true;
     await this.#queues.close();
     await this.#engine.close();
+    this.#metrics.close();
   }
 
   [Symbol.asyncDispose](): Promise<void> {

@@ -22,6 +22,19 @@ export interface LockManagerOptions {
   namespace?: string;
   /** Receives debug logs of every attempt, wait, grant and release (pino's shape). */
   logger?: Logger;
+  /**
+   * OpenTelemetry metrics (recorded only when `@opentelemetry/api` is installed and a
+   * global MeterProvider is registered before the manager's first request).
+   */
+  metrics?: MetricsOptions;
+}
+
+export interface MetricsOptions {
+  /**
+   * Add the lock id as the `lock.id` attribute. Default false: each id becomes a separate
+   * time series, so enable it only when the set of ids is small and bounded.
+   */
+  includeId?: boolean;
 }
 
 export interface AcquireOptions {
@@ -54,7 +67,9 @@ const MANAGER_KEYS: readonly (keyof LockManagerOptions)[] = [
   'user',
   'namespace',
   'logger',
+  'metrics',
 ];
+const METRICS_KEYS: readonly (keyof MetricsOptions)[] = ['includeId'];
 const ACQUIRE_KEYS: readonly (keyof AcquireOptions)[] = ['timeout', 'signal', 'user', 'info'];
 
 /** Edit distance between two strings (insertions, deletions, substitutions). */
@@ -159,6 +174,15 @@ export function checkManagerOptions(root: unknown, options: unknown): LockManage
   checkOptionalString(o.namespace, 'namespace');
   if (o.logger !== undefined && (typeof o.logger !== 'object' || o.logger === null)) {
     throw new InvalidOptionError('logger must be an object with debug/info/warn/error methods');
+  }
+  if (o.metrics !== undefined) {
+    if (!isPlainObject(o.metrics)) throw new InvalidOptionError('metrics must be an object');
+    checkKnownKeys(o.metrics, METRICS_KEYS, 'metrics');
+    if (o.metrics.includeId !== undefined && typeof o.metrics.includeId !== 'boolean') {
+      throw new InvalidOptionError(
+        `metrics.includeId must be a boolean, got ${shown(o.metrics.includeId)}`,
+      );
+    }
   }
   return o;
 }
