@@ -111,6 +111,10 @@ export class LockMetrics implements RequestObserver {
   readonly #source: MetricsSource;
   #instruments: Instruments | null = null;
   #starting: Promise<void> | null = null;
+  /** Until start() settles nobody knows yet: a manager's first request is watched. */
+  #unknown = true;
+  /** Requests counted in `waiting`: a first request started before start() is not. */
+  readonly #waiting = new WeakSet<AcquireTraceContext>();
   readonly #observe = (result: OTel.ObservableResult) => {
     const counts = new Map<string, { n: number; attributes: Attributes }>();
     for (const handle of this.#source.handles()) {
@@ -128,12 +132,13 @@ export class LockMetrics implements RequestObserver {
   }
 
   get active(): boolean {
-    return this.#instruments !== null;
+    return this.#instruments !== null || this.#unknown;
   }
 
   /** Loads the API once and binds to the global provider registered by now, if any. */
   start(): Promise<void> {
     this.#starting ??= loadApi().then((otel) => {
+      this.#unknown = false;
       const instruments = otel === null ? null : instrumentsOf(otel);
       if (instruments === null) return;
       instruments.held.addCallback(this.#observe);
@@ -145,6 +150,7 @@ export class LockMetrics implements RequestObserver {
   close(): void {
     this.#instruments?.held.removeCallback(this.#observe);
     this.#instruments = null;
+    this.#unknown = false;
   }
 
   #attributes(id: string, mode: string): Attributes {
@@ -154,14 +160,16 @@ export class LockMetrics implements RequestObserver {
   }
 
   started(context: AcquireTraceContext): void {
-    this.#instruments?.waiting.add(1, this.#attributes(context.id, context.mode));
+    if (this.#instruments === null) return;
+    this.#instruments.waiting.add(1, this.#attributes(context.id, context.mode));
+    this.#waiting.add(context);
   }
 
   settled(context: AcquireTraceContext): void {
     const m = this.#instruments;
     if (m === null) return;
     const attributes = this.#attributes(context.id, context.mode);
-    m.waiting.add(-1, attributes);
+    if (this.#waiting.delete(context)) m.waiting.add(-1, attributes);
     m.wait.record((context.waitedMs ?? 0) / 1000, {
       ...attributes,
       'lock.outcome': context.outcome ?? 'error',
