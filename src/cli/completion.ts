@@ -103,6 +103,7 @@ function zsh(): string {
     status: [quoted('1:lock (file or id):_files')],
     list: [],
     clean: [],
+    metrics: [],
     completion: [quoted('1:shell:(bash zsh)')],
   };
   return `#compdef lockwarden

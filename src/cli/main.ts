@@ -12,6 +12,7 @@ import { completionScript } from './completion.js';
 import { runOnDescriptor } from './descriptor.js';
 import { EXIT, exitCodeFor, UsageError } from './exit.js';
 import { clean, list, type StatusTarget, status } from './inspect.js';
+import { metrics } from './metrics.js';
 import {
   COMMANDS,
   type CommandDef,
@@ -143,6 +144,7 @@ function program(): Command {
   const namespace = (o: Flags) => o.namespace ?? (process.env.LOCKWARDEN_NAMESPACE || undefined);
   looked('list', (o) => list(resolveStore(o, process.env, false), o.json === true, namespace(o)));
   looked('clean', (o) => clean(resolveStore(o, process.env, false), o.json === true, namespace(o)));
+  looked('metrics', (o) => metrics(resolveStore(o, process.env, false), namespace(o)));
   looked('completion', async (_o, shell?: string) => {
     if (shell !== 'bash' && shell !== 'zsh')
       throw new UsageError(`completion for '${shell ?? ''}': choose bash or zsh`);

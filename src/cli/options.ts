@@ -4,7 +4,7 @@
  * so none of them can list an option the others do not know.
  */
 
-export type CommandName = 'run' | 'status' | 'list' | 'clean' | 'completion';
+export type CommandName = 'run' | 'status' | 'list' | 'clean' | 'metrics' | 'completion';
 
 export interface OptionDef {
   /** Commander's flags: `-w, --wait <seconds>`; a `<value>` means the option takes one. */
@@ -75,6 +75,16 @@ export const COMMANDS: readonly CommandDef[] = [
     operands: '',
     summary: 'remove lock files nobody holds',
     details: ['Files given as paths are never removed; only lock files of ids in the root.'],
+    completeOperand: 'none',
+  },
+  {
+    name: 'metrics',
+    operands: '',
+    summary: 'print the holders and waiters of the root as Prometheus text',
+    details: [
+      'Gauges per id and mode (held, waiting) and the age of the oldest hold and wait, for ' +
+        'a node_exporter textfile collector or a cron job. Nothing is created.',
+    ],
     completeOperand: 'none',
   },
   {
