@@ -1,7 +1,7 @@
 /** How the CLI shows holders: one-line reports and tables. */
 import Table from 'cli-table3';
 import { printable } from '../printable.js';
-import type { LockHolder, LockStatus } from '../types.js';
+import type { LockHolder, LockStatus, LockType, LockWaiter } from '../types.js';
 
 function pad(n: number): string {
   return String(n).padStart(2, '0');
@@ -40,6 +40,39 @@ function holderLine(h: LockHolder, now = new Date()): string {
 export function heldLine(id: string, holders: LockHolder[], now = new Date()): string {
   if (holders.length === 0) return `'${id}' is held`;
   return `'${id}' is held ${holders.map((h) => holderLine(h, now)).join('; ')}`;
+}
+
+/**
+ * Why a request of `type` on `id` was refused, as `run` says it: the holders it conflicts
+ * with (`'deploy' is held (exclusive) by alice, …`); else, for a reader held back by a
+ * queued writer, that writer (`'scan001' is held back: a writer is waiting (ci, pid 812,
+ * for 3s); readers queue behind it`), and for a writer that yields to waiting readers,
+ * those readers. Raw: escape it where it is printed.
+ */
+export function refusalLine(
+  id: string,
+  type: LockType,
+  holders: LockHolder[],
+  waiters: LockWaiter[],
+  now = new Date(),
+): string {
+  const conflicting =
+    type === 'exclusive' ? holders : holders.filter((h) => h.type === 'exclusive');
+  const ahead = waiters.filter((w) => w.type !== type);
+  if (conflicting.length > 0 || ahead.length === 0)
+    return heldLine(id, conflicting.length > 0 ? conflicting : holders, now);
+  const who = ahead.map((w) => waiterLine(w, now)).join('; ');
+  return type === 'shared'
+    ? `'${id}' is held back: a writer is waiting (${who}); readers queue behind it`
+    : `'${id}' is held back: readers are waiting (${who}); a writer not yet in line lets them go first`;
+}
+
+/** `ci, pid 812 on build-1, for 3s`: one waiter in line. */
+function waiterLine(w: LockWaiter, now: Date): string {
+  const parts = [w.user ?? 'an unknown user'];
+  if (w.pid !== null) parts.push(`pid ${w.pid}${w.hostname === null ? '' : ` on ${w.hostname}`}`);
+  if (w.since !== null) parts.push(`for ${duration(now.getTime() - Date.parse(w.since))}`);
+  return parts.join(', ');
 }
 
 const PLAIN = {
@@ -82,7 +115,8 @@ export function table(head: string[], rows: (string | number)[][]): string {
 export function statusTable(statuses: LockStatus[], now = new Date()): string {
   const rows: (string | number)[][] = [];
   for (const s of statuses) {
-    if (s.holders.length === 0) rows.push([s.id, s.state, '-', '-', '-', '-', '-', '-']);
+    if (s.holders.length === 0 && s.waiters.length === 0)
+      rows.push([s.id, s.state, '-', '-', '-', '-', '-', '-']);
     for (const h of s.holders) {
       const since = h.acquiredAt;
       rows.push([
@@ -92,6 +126,20 @@ export function statusTable(statuses: LockStatus[], now = new Date()): string {
         h.user ?? '?',
         h.pid ?? '?',
         h.hostname ?? '?',
+        since === null ? '?' : clock(since, now),
+        since === null ? '?' : duration(now.getTime() - Date.parse(since)),
+      ]);
+    }
+    // Below the holders, the requests waiting in line: state `waiting`, for how long.
+    for (const w of s.waiters) {
+      const since = w.since;
+      rows.push([
+        s.id,
+        'waiting',
+        w.type,
+        w.user ?? '?',
+        w.pid ?? '?',
+        w.hostname ?? '?',
         since === null ? '?' : clock(since, now),
         since === null ? '?' : duration(now.getTime() - Date.parse(since)),
       ]);

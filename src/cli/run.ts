@@ -9,9 +9,9 @@ import { LockAbortedError, LockTimeoutError } from '../errors.js';
 import { kDescriptors, type LockHandle } from '../handle.js';
 import { LockManager } from '../manager.js';
 import { printable, printableJson } from '../printable.js';
-import type { LockHolder } from '../types.js';
+import type { LockHolder, LockWaiter } from '../types.js';
 import { runCommand, Signals, say, signalExit, tookSeconds } from './command.js';
-import { duration, heldLine } from './format.js';
+import { duration, refusalLine } from './format.js';
 import type { RunPlan } from './run-args.js';
 
 type LockPlan = RunPlan & {
@@ -50,7 +50,7 @@ export async function runLocked(o: LockPlan): Promise<number> {
             say(
               `timeout after ${tookSeconds(started)} seconds waiting for ${o.type} lock on '${id}'`,
             );
-          return await conflict(manager, o, err.holders);
+          return await conflict(manager, o, err);
         }
         if (err instanceof LockAbortedError) return signalExit(signals.caught);
         throw err;
@@ -72,14 +72,16 @@ export async function runLocked(o: LockPlan): Promise<number> {
   }
 }
 
+/** Says what stood in the way (the timeout's view of it, else status now) and gives up. */
 async function conflict(
   manager: LockManager,
   o: LockPlan,
-  holders: LockHolder[] | null,
+  timedOut: { holders: LockHolder[]; waiters: LockWaiter[] } | null,
 ): Promise<number> {
   const status = await manager.getLockStatus(nameOf(o));
+  const seen = timedOut ?? status;
   if (o.json) process.stderr.write(`${printableJson({ ...status, requested: o.type })}\n`);
-  else say(heldLine(nameOf(o), holders ?? status.holders));
+  else say(refusalLine(nameOf(o), o.type, seen.holders, seen.waiters));
   return o.conflictExitCode;
 }
 
@@ -91,7 +93,10 @@ async function waitFor(
 ): Promise<LockHandle> {
   const id = nameOf(o);
   const started = Date.now();
-  const describe = async () => heldLine(id, (await manager.getLockStatus(id)).holders);
+  const describe = async () => {
+    const { holders, waiters } = await manager.getLockStatus(id);
+    return refusalLine(id, o.type, holders, waiters);
+  };
   const tty = process.stderr.isTTY === true;
   let timer: NodeJS.Timeout | null = null;
   if (!o.json) {
