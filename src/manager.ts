@@ -32,7 +32,7 @@ import {
   type LockManagerOptions,
 } from './options.js';
 import { DEFAULT_NAMESPACE, isStoreUrl, PostgresEngine } from './postgres/engine.js';
-import { LockQueues } from './queue.js';
+import { LockQueues } from './queues.js';
 import { currentIdentity } from './sys/users.js';
 import { type CleanupResult, type LockStatus, LockType } from './types.js';
 
@@ -77,10 +77,11 @@ export class LockManager implements AsyncDisposable {
     this.#defaultTimeout = o.defaultTimeout ?? 30_000;
     this.#cleanupOnStart = o.cleanupOnStart ?? true;
     this.#events = new Events(o.logger);
+    const metadata = o.metadata ?? true;
     this.#queues = new LockQueues({
       engine: this.#engine,
       events: this.#events,
-      metadata: o.metadata ?? true,
+      metadata,
       user: o.user ?? currentIdentity().user,
     });
     this.#engine.onLost = (locks, cause) => this.#queues.lost(locks, cause);
@@ -117,7 +118,8 @@ export class LockManager implements AsyncDisposable {
     const opts = checkAcquireOptions(options);
     const timeout = opts.timeout ?? this.#defaultTimeout;
     if (this.#closed) throw new LockManagerClosedError(closedMessage());
-    const outer = this.#context.getStore()?.get(id);
+    const chain = this.#context.getStore();
+    const outer = chain?.get(id);
     if (outer !== undefined && !outer.released) {
       if (outer.type === LockType.EXCLUSIVE || type === LockType.SHARED) {
         const nested = new LockHandle(id, type, true, () => RESOLVED);
@@ -130,7 +132,10 @@ export class LockManager implements AsyncDisposable {
       throw new LockAbortedError(abortedMessage(id, type), { id, cause: opts.signal.reason });
     if (!this.#initialized) await this.#init();
     if (this.#closed) throw new LockManagerClosedError(closedMessage());
-    return this.#queues.enqueue(id, type, opts, timeout);
+    // What this call chain holds while it waits: the edges of the wait-for graph (deadlock.ts).
+    const holds = [];
+    for (const h of chain?.values() ?? []) if (!h.released) holds.push({ id: h.id, type: h.type });
+    return this.#queues.enqueue(id, type, opts, timeout, holds);
   }
 
   /** One attempt: the handle, or null if someone else holds a conflicting lock. */

@@ -10,7 +10,7 @@
  * race), the session then runs `pg_advisory_unlock_all()` before it is reused, so no lock
  * outlives its wait.
  */
-import type { Attempt, EngineLock } from '../engine.js';
+import type { Attempt, EngineLock, WaiterFacts } from '../engine.js';
 import { codeOf, LockStoreError } from '../errors.js';
 import type { LockType } from '../types.js';
 import type { PgLock, PostgresEngine } from './engine.js';
@@ -39,6 +39,8 @@ export class PgAttempt implements Attempt {
   #error: unknown = null;
   #cancelled = false;
   #wake: (() => void) | null = null;
+  /** The manager's requests queued behind this attempt, for waiter rows (engine.writeWaiting). */
+  #waiting: WaiterFacts[] = [];
 
   constructor(
     readonly engine: PostgresEngine,
@@ -78,6 +80,16 @@ export class PgAttempt implements Attempt {
     return null;
   }
 
+  /**
+   * The requests queued behind this attempt are now `facts`: the session that waits for them
+   * on the server, if it does yet (then the caller writes their rows), else null (the
+   * attempt writes them when it starts to wait).
+   */
+  publish(facts: WaiterFacts[]): Session | null {
+    this.#waiting = facts;
+    return this.#inFlight && this.#waiter !== null ? this.#waiter : null;
+  }
+
   async #block(): Promise<void> {
     const { engine, id, key, type } = this;
     let session: Session;
@@ -95,6 +107,11 @@ export class PgAttempt implements Attempt {
     }
     let got = false;
     this.#inFlight = true;
+    if (this.#waiting.length > 0) {
+      // Best effort, on the main session, without delaying the wait: a row that fails to
+      // be written only leaves this wait shown from pg_locks alone (and not in deadlock checks).
+      engine.writeWaiters(id, key, session, this.#waiting).catch(() => {});
+    }
     try {
       await engine.lock(session, key, type, id);
       got = true;

@@ -13,16 +13,17 @@
  * status (status.ts) believes a row only while `pg_locks` shows that very session holding
  * the key. Every statement is in sql.ts.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { threadId } from 'node:worker_threads';
-import type { Attempt, Engine, EngineLock, HolderFacts } from '../engine.js';
+import type { Attempt, Engine, EngineLock, HolderFacts, WaiterFacts, WaitNode } from '../engine.js';
 import { collisionMessage, InvalidOptionError, LockKeyCollisionError } from '../errors.js';
 import type { CleanupResult, LockStatus } from '../types.js';
 import { LockType } from '../types.js';
 import { PgAttempt } from './attempt.js';
 import { type Session, Sessions } from './sessions.js';
 import {
+  ADD_WAITER_COLUMNS,
   BEGIN,
   CLAIM_KEY,
   COMMIT,
@@ -30,12 +31,14 @@ import {
   CREATE_HOLDERS_INDEX,
   CREATE_KEYS,
   DELETE_HOLDERS,
+  DELETE_WAITERS,
   LOCK,
   LOCK_SCHEMA,
   LOCK_SHARED,
   NEXT_TOKEN,
   READ_TOKEN,
   REPLACE_HOLDERS,
+  REPLACE_WAITERS,
   ROLLBACK,
   TRY_LOCK,
   TRY_LOCK_SHARED,
@@ -44,7 +47,7 @@ import {
   WITHDRAW_AND_UNLOCK,
   WITHDRAW_AND_UNLOCK_SHARED,
 } from './sql.js';
-import { cleanupPg, listPgLocks, pgStatus } from './status.js';
+import { cleanupPg, listPgLocks, pgStatus, pgWaitGraph } from './status.js';
 
 export { HOLDERS_TABLE, KEYS_TABLE } from './sql.js';
 export const DEFAULT_NAMESPACE = 'lockwarden';
@@ -81,6 +84,9 @@ export class PostgresEngine implements Engine {
   readonly location: string;
   readonly namespace: string;
   readonly sessions: Sessions;
+  readonly owner = randomBytes(8).toString('hex');
+  /** Keys this manager may have waiter rows of (see writeWaiting). */
+  readonly #waiterRows = new Set<string>();
   /** Ids whose key row is known to be theirs. */
   readonly #verified = new Set<string>();
 
@@ -122,7 +128,13 @@ export class PostgresEngine implements Engine {
     const q = (text: string) => this.sessions.query(s, text, [], 'cannot create the lock tables');
     await q(BEGIN);
     try {
-      for (const statement of [LOCK_SCHEMA, CREATE_KEYS, CREATE_HOLDERS, CREATE_HOLDERS_INDEX])
+      for (const statement of [
+        LOCK_SCHEMA,
+        CREATE_KEYS,
+        CREATE_HOLDERS,
+        ADD_WAITER_COLUMNS,
+        CREATE_HOLDERS_INDEX,
+      ])
         await q(statement);
       await q(COMMIT);
     } catch (err) {
@@ -316,10 +328,69 @@ export class PostgresEngine implements Engine {
     await this.sessions.query(
       l.session,
       REPLACE_HOLDERS,
-      [...params, l.id, host, process.pid, threadId, JSON.stringify(rows)],
+      [...params, l.id, host, process.pid, threadId, JSON.stringify(rows), this.owner],
       'cannot write the holder record',
       l.id,
     );
+  }
+
+  /**
+   * Waiter rows are shown only while their session waits on the server (status.ts), so
+   * they are written only for requests queued behind a wait of this manager on the server:
+   * those behind one of its own holders have none. The attempt writes them once its waiter
+   * session is known (attempt.ts), right before that session starts to wait.
+   */
+  writeWaiting(
+    id: string,
+    attempt: Attempt | null,
+    facts: WaiterFacts[],
+  ): Promise<void> | undefined {
+    const key = advisoryKey(this.namespace, id);
+    const session = attempt instanceof PgAttempt ? attempt.publish(facts) : null;
+    if (session !== null && facts.length > 0) return this.writeWaiters(id, key, session, facts);
+    if (!this.#waiterRows.has(key)) return undefined;
+    this.#waiterRows.delete(key);
+    return this.sessions
+      .query(
+        null,
+        DELETE_WAITERS,
+        [this.namespace, key, this.owner],
+        'cannot withdraw waiter rows',
+        id,
+      )
+      .then(() => {});
+  }
+
+  /** Writes the waiter rows of `id` for requests queued behind the wait of `session`. */
+  async writeWaiters(
+    id: string,
+    key: string,
+    session: Session,
+    facts: WaiterFacts[],
+  ): Promise<void> {
+    this.#waiterRows.add(key);
+    await this.sessions.query(
+      null,
+      REPLACE_WAITERS,
+      [
+        this.namespace,
+        key,
+        this.owner,
+        id,
+        session.pid,
+        session.started,
+        hostname(),
+        process.pid,
+        threadId,
+        JSON.stringify(facts),
+      ],
+      'cannot write waiter rows',
+      id,
+    );
+  }
+
+  waitGraph(): Promise<WaitNode[]> {
+    return pgWaitGraph(this);
   }
 
   descriptorsOf(): number[] {
