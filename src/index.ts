@@ -3,6 +3,7 @@ export {
   InvalidLockIdError,
   InvalidOptionError,
   LockAbortedError,
+  LockDeadlockError,
   LockError,
   LockFileError,
   LockKeyCollisionError,
@@ -21,6 +22,7 @@ export { printable, printableJson } from './printable.js';
 export { sharedRoot } from './shared-root.js';
 export {
   type CleanupResult,
+  type DeadlockStep,
   type HolderInfo,
   type LockHolder,
   type LockStatus,

@@ -9,6 +9,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { join, resolve } from 'node:path';
+import { DeadlockWatch } from './deadlock-watch.js';
 import type { Engine } from './engine.js';
 import {
   abortedMessage,
@@ -84,6 +85,12 @@ export class LockManager implements AsyncDisposable {
       metadata,
       user: o.user ?? currentIdentity().user,
     });
+    // Deadlocks are found from waiter records: without them, nothing to check.
+    const deadlockTimeout = o.deadlockTimeout ?? 1000;
+    if (metadata && deadlockTimeout !== Number.POSITIVE_INFINITY) {
+      const watch = new DeadlockWatch(this.#engine, this.#events, this.#queues, deadlockTimeout);
+      this.#queues.context.watch = (id, waiter) => watch.watch(id, waiter);
+    }
     this.#engine.onLost = (locks, cause) => this.#queues.lost(locks, cause);
   }
 

@@ -71,6 +71,26 @@ export interface LockWaiter {
   source: 'record' | 'kernel';
 }
 
+/**
+ * One request of a deadlock cycle (LockDeadlockError.cycle): it waits for `id` while its
+ * call chain holds `holding`; each request of the cycle waits for the next, the last for
+ * the first.
+ */
+export interface DeadlockStep {
+  /** The id it waits for. */
+  id: string;
+  /** The mode it waits for. */
+  type: LockType;
+  user: string | null;
+  pid: number | null;
+  hostname: string | null;
+  threadId: number | null;
+  /** When its wait began, ISO 8601. */
+  since: string;
+  /** The ids its call chain holds (through withLock) while it waits. */
+  holding: string[];
+}
+
 /** What `getLockStatus()` and `listLocks()` report for one id. */
 export interface LockStatus {
   id: string;

@@ -11,11 +11,13 @@
  * outlives its wait.
  */
 import type { Attempt, EngineLock, WaiterFacts } from '../engine.js';
-import { codeOf, LockStoreError } from '../errors.js';
+import { codeOf, deadlockMessage, LockDeadlockError, LockStoreError } from '../errors.js';
 import type { LockType } from '../types.js';
 import type { PgLock, PostgresEngine } from './engine.js';
 import { QUERY_CANCELED, type Session } from './sessions.js';
 
+/** SQLSTATE deadlock_detected. */
+const DEADLOCK_DETECTED = '40P01';
 /** How long a cancelled wait may take to end before the cancel is sent again (ms). */
 const CANCEL_RETRY_MS = 50;
 
@@ -116,7 +118,19 @@ export class PgAttempt implements Attempt {
       await engine.lock(session, key, type, id);
       got = true;
     } catch (err) {
-      if (err instanceof LockStoreError) {
+      if (codeOf(err) === DEADLOCK_DETECTED) {
+        // The server found a cycle through this session's own locks (lockwarden holds each
+        // lock on its own session, so its own detection, deadlock.ts, is what usually finds
+        // them); the server's message names the processes.
+        const why = (err as Error).message;
+        this.#error = new LockDeadlockError(`${deadlockMessage([])} (PostgreSQL: ${why})`, {
+          id,
+          path: engine.location,
+          type,
+          cycle: [],
+          cause: err,
+        });
+      } else if (err instanceof LockStoreError) {
         this.#error = err; // not on its own server connection: says so already
       } else if (!this.#cancelled || codeOf(err) !== QUERY_CANCELED) {
         this.#error = new LockStoreError(
