@@ -53,7 +53,11 @@ export class LockQueues {
 
   /** What stops the deadlock checks of a new wait (see QueueContext.watch). */
   watchDeadlocks(id: string, waiter: Waiter): (() => void) | null {
-    return this.context.watch === undefined || waiter.once ? null : this.context.watch(id, waiter);
+    // A request whose chain holds nothing is never a deadlock's victim (deadlock.ts).
+    const { watch } = this.context;
+    return watch === undefined || waiter.once || waiter.request.holds.length === 0
+      ? null
+      : watch(id, waiter);
   }
 
   /** A queue nobody holds, waits for or pumps: forgotten. */

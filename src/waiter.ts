@@ -19,8 +19,13 @@ export class Waiter {
   /** timeout 0: one attempt, never queued behind anyone. */
   readonly once: boolean;
   readonly startedAt = performance.now();
-  /** When the wait began, by the wall clock that other processes and hosts compare. */
-  readonly since = new Date();
+  /**
+   * When the wait began, by the wall clock that other processes and hosts compare (from the
+   * monotonic start, so that a request granted at once makes no Date).
+   */
+  get since(): Date {
+    return new Date(performance.timeOrigin + this.startedAt);
+  }
   /** Published in this manager's waiter record (see queue.ts). */
   published = false;
   /** Granted or rejected: nothing may happen to it any more. */
