@@ -5,10 +5,12 @@
  * Nodes are waiting requests (WaitNode), each published by its manager while it waits,
  * with the locks its call chain holds (withLock) and proves held. W waits for V when:
  * - V's chain holds the id W waits for, in a mode that conflicts with W's; or
- * - V waits for that id ahead of W in line: in W's own manager, any request queued before
- *   it (the in-memory queue is strict FIFO); in another manager, a request that began
- *   waiting earlier in a conflicting mode (a reader queues behind a waiting writer, and a
- *   writer behind the place in line of the request before it).
+ * - W waits shared, and V waits exclusive for that id ahead of W in line (a reader queues
+ *   behind a waiting writer: the gate, PostgreSQL's queue): in W's own manager, queued
+ *   before it (the in-memory queue is strict FIFO); in another manager, waiting since
+ *   earlier. An exclusive W needs no such edge: it already waits for every holder of the
+ *   id, and an edge to a waiter ahead would only make requests outside a cycle look as if
+ *   they were in one.
  * A holder that does not wait (a call chain at work, a lock taken with acquire() outside
  * withLock, flock(1)) is no node: whoever waits for it is not deadlocked, only waiting.
  *
@@ -56,9 +58,9 @@ const sameRequest = (a: WaitNode, b: WaitNode) => a.owner === b.owner && a.seq =
 function waitsFor(w: WaitNode, v: WaitNode): boolean {
   if (sameRequest(w, v)) return false;
   if (v.holds.some((h) => h.id === w.id && conflicts(h.type, w.type))) return true;
-  if (v.id !== w.id) return false;
+  if (v.id !== w.id || w.type !== LockType.SHARED || v.type !== LockType.EXCLUSIVE) return false;
   if (v.owner === w.owner) return v.seq < w.seq;
-  return conflicts(v.type, w.type) && Date.parse(v.since) < Date.parse(w.since);
+  return Date.parse(v.since) < Date.parse(w.since);
 }
 
 /** The wait-for graph of one read: who each request may wait for, by the ids involved. */
