@@ -129,7 +129,7 @@ export class IdQueue {
       waiter.settle();
       waiter.reject(new LockManagerClosedError(closedMessage(this.id), { id: this.id }));
     }
-    if (this.#owner.context.metadata) this.waiting.write();
+    // No record to update: closing the engine closes the records (ends the sessions) too.
     this.wake?.();
   }
 
