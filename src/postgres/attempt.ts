@@ -43,6 +43,8 @@ export class PgAttempt implements Attempt {
   #wake: (() => void) | null = null;
   /** The manager's requests queued behind this attempt, for waiter rows (engine.writeWaiting). */
   #waiting: WaiterFacts[] = [];
+  /** The waiter session once its rows are written (by whoever changes them next). */
+  #rowsOn: Session | null = null;
 
   constructor(
     readonly engine: PostgresEngine,
@@ -89,7 +91,7 @@ export class PgAttempt implements Attempt {
    */
   publish(facts: WaiterFacts[]): Session | null {
     this.#waiting = facts;
-    return this.#inFlight && this.#waiter !== null ? this.#waiter : null;
+    return this.#rowsOn;
   }
 
   async #block(): Promise<void> {
@@ -107,13 +109,19 @@ export class PgAttempt implements Attempt {
       await engine.sessions.recycle(session);
       return;
     }
+    this.#rowsOn = session; // from now on, changes to the waiters are written as they come
+    if (this.#waiting.length > 0) {
+      // Written before the wait starts, so that whoever sees it waiting sees its row too.
+      // Best effort: a row that cannot be written only leaves this wait shown from
+      // pg_locks alone (and out of deadlock checks).
+      await engine.writeWaiters(id, key, session, this.#waiting).catch(() => {});
+      if (this.#cancelled) {
+        await engine.sessions.recycle(session);
+        return;
+      }
+    }
     let got = false;
     this.#inFlight = true;
-    if (this.#waiting.length > 0) {
-      // Best effort, on the main session, without delaying the wait: a row that fails to
-      // be written only leaves this wait shown from pg_locks alone (and not in deadlock checks).
-      engine.writeWaiters(id, key, session, this.#waiting).catch(() => {});
-    }
     try {
       await engine.lock(session, key, type, id);
       got = true;
