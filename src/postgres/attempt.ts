@@ -114,7 +114,7 @@ export class PgAttempt implements Attempt {
       // Written before the wait starts, so that whoever sees it waiting sees its row too.
       // Best effort: a row that cannot be written only leaves this wait shown from
       // pg_locks alone (and out of deadlock checks).
-      await engine.writeWaiters(id, key, session, this.#waiting).catch(() => {});
+      await engine.waiterRows.write(id, key, session, this.#waiting).catch(() => {});
       if (this.#cancelled) {
         await engine.sessions.recycle(session);
         return;

@@ -31,14 +31,12 @@ import {
   CREATE_HOLDERS_INDEX,
   CREATE_KEYS,
   DELETE_HOLDERS,
-  DELETE_WAITERS,
   LOCK,
   LOCK_SCHEMA,
   LOCK_SHARED,
   NEXT_TOKEN,
   READ_TOKEN,
   REPLACE_HOLDERS,
-  REPLACE_WAITERS,
   ROLLBACK,
   TRY_LOCK,
   TRY_LOCK_SHARED,
@@ -48,6 +46,7 @@ import {
   WITHDRAW_AND_UNLOCK_SHARED,
 } from './sql.js';
 import { cleanupPg, listPgLocks, pgStatus, pgWaitGraph } from './status.js';
+import { WaiterRows } from './waiter-rows.js';
 
 export { HOLDERS_TABLE, KEYS_TABLE } from './sql.js';
 export const DEFAULT_NAMESPACE = 'lockwarden';
@@ -85,8 +84,7 @@ export class PostgresEngine implements Engine {
   readonly namespace: string;
   readonly sessions: Sessions;
   readonly owner = randomBytes(8).toString('hex');
-  /** Keys this manager may have waiter rows of (see writeWaiting). */
-  readonly #waiterRows = new Set<string>();
+  readonly waiterRows = new WaiterRows(this);
   /** Ids whose key row is known to be theirs. */
   readonly #verified = new Set<string>();
 
@@ -334,59 +332,14 @@ export class PostgresEngine implements Engine {
     );
   }
 
-  /**
-   * Waiter rows are shown only while their session waits on the server (status.ts), so
-   * they are written only for requests queued behind a wait of this manager on the server:
-   * those behind one of its own holders have none. The attempt writes them once its waiter
-   * session is known (attempt.ts), right before that session starts to wait.
-   */
+  /** See waiter-rows.ts. */
   writeWaiting(
     id: string,
     attempt: Attempt | null,
     facts: WaiterFacts[],
   ): Promise<void> | undefined {
-    const key = advisoryKey(this.namespace, id);
     const session = attempt instanceof PgAttempt ? attempt.publish(facts) : null;
-    if (session !== null && facts.length > 0) return this.writeWaiters(id, key, session, facts);
-    if (!this.#waiterRows.has(key)) return undefined;
-    this.#waiterRows.delete(key);
-    return this.sessions
-      .query(
-        null,
-        DELETE_WAITERS,
-        [this.namespace, key, this.owner],
-        'cannot withdraw waiter rows',
-        id,
-      )
-      .then(() => {});
-  }
-
-  /** Writes the waiter rows of `id` for requests queued behind the wait of `session`. */
-  async writeWaiters(
-    id: string,
-    key: string,
-    session: Session,
-    facts: WaiterFacts[],
-  ): Promise<void> {
-    this.#waiterRows.add(key);
-    await this.sessions.query(
-      null,
-      REPLACE_WAITERS,
-      [
-        this.namespace,
-        key,
-        this.owner,
-        id,
-        session.pid,
-        session.started,
-        hostname(),
-        process.pid,
-        threadId,
-        JSON.stringify(facts),
-      ],
-      'cannot write waiter rows',
-      id,
-    );
+    return this.waiterRows.publish(id, session, facts);
   }
 
   waitGraph(): Promise<WaitNode[]> {
