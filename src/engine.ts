@@ -7,7 +7,7 @@
  * Words: a lock's `type` is shared or exclusive (LockType), as in the public API; `mode`
  * means file permission bits only (and PostgreSQL's own columns).
  */
-import type { CleanupResult, LockHolder, LockStatus, LockType } from './types.js';
+import type { CleanupResult, LockHolder, LockStatus, LockType, LockWaiter } from './types.js';
 
 export type MaybePromise<T> = T | Promise<T>;
 
@@ -19,6 +19,38 @@ export interface EngineLock {
 
 /** What a holder record says about one in-memory holder. */
 export type HolderFacts = Pick<LockHolder, 'type' | 'user' | 'acquiredAt' | 'info' | 'token'>;
+
+/** A lock the waiting request's call chain holds (through withLock): an edge of the wait-for graph. */
+export interface HeldId {
+  readonly id: string;
+  readonly type: LockType;
+}
+
+/**
+ * What a waiter record says about one waiting request: the public facts, plus its
+ * sequence number in its manager (with the manager's `owner`, it names the request) and the
+ * locks its call chain holds while it waits (deadlock.ts).
+ */
+export type WaiterFacts = Pick<LockWaiter, 'type' | 'user' | 'info' | 'timeout' | 'deadline'> & {
+  since: string;
+  seq: number;
+  holds: HeldId[];
+};
+
+/**
+ * One waiting request anywhere on the store, as deadlock detection sees it: where it runs,
+ * which id it waits for, and the locks its call chain holds, each proven held (by the
+ * kernel, or pg_locks) by the manager that published the request.
+ */
+export interface WaitNode extends WaiterFacts {
+  /** The id it waits for. */
+  id: string;
+  /** The publishing manager (Engine.owner). */
+  owner: string;
+  pid: number | null;
+  hostname: string | null;
+  threadId: number | null;
+}
 
 /**
  * One manager's attempt to take an id as one type (shared or exclusive). It may keep a place in line between
@@ -37,6 +69,8 @@ export interface Attempt {
 }
 
 export interface Engine {
+  /** A random name of this manager, in its records and rows: it tells its requests apart. */
+  readonly owner: string;
   /** Where an id's lock lives, for messages (a file path, a database key). */
   locationOf(id: string): string;
   /** Prepares the store (directories, tables). Called once before anything else. */
@@ -72,6 +106,17 @@ export interface Engine {
    * file, holder rows); an empty list withdraws the record.
    */
   writeRecord(lock: EngineLock, facts: HolderFacts[]): MaybePromise<void>;
+  /**
+   * Publishes this manager's waiting requests for `id` (an empty list withdraws them) in its
+   * record for the id; `attempt` is the engine wait they queue behind, if any (PostgreSQL
+   * shows waiter rows only while that wait's session waits on the server).
+   */
+  writeWaiting(id: string, attempt: Attempt | null, facts: WaiterFacts[]): MaybePromise<void>;
+  /**
+   * Every request waiting on this store that a live record publishes, with only the holds
+   * that its manager is proven to hold: the input of deadlock detection.
+   */
+  waitGraph(): Promise<WaitNode[]>;
   /** Local descriptors a child process must inherit to keep holding `lock` (none for remote engines). */
   descriptorsOf(lock: EngineLock): number[];
   status(id: string): Promise<LockStatus>;

@@ -1,5 +1,5 @@
 import { printable } from './printable.js';
-import type { LockHolder, LockType, LockWaiter } from './types.js';
+import type { DeadlockStep, LockHolder, LockType, LockWaiter } from './types.js';
 
 /**
  * Context every lockwarden error may carry. Every error class takes
@@ -106,6 +106,51 @@ export function abortedMessage(id: string, type: LockType): string {
 export class LockAbortedError extends LockError {
   constructor(message: string, details: LockErrorDetails) {
     super(message, { ...details, code: 'ELOCKABORTED' });
+  }
+}
+
+/** One request of a cycle in words: `an exclusive request for 'Y' (alice, pid 1 on h, holding 'X')`. */
+function stepWords(s: DeadlockStep): string {
+  const who = [s.user === null ? 'unknown user' : `user ${s.user}`];
+  if (s.pid !== null) who.push(`pid ${s.pid}${s.threadId ? ` thread ${s.threadId}` : ''}`);
+  if (s.hostname !== null) who.push(`on ${s.hostname}`);
+  const holding = s.holding.length > 0 ? s.holding.map((id) => `'${id}'`).join(', ') : 'nothing';
+  return `${article(s.type)} ${s.type} request for '${s.id}' (${who.join(', ')}, holding ${holding})`;
+}
+
+/** `cycle[0]` is the request that fails; each waits for the next, the last for the first. */
+export function deadlockMessage(cycle: DeadlockStep[]): string {
+  if (cycle.length === 0) return 'deadlock detected; this request fails so that the others go on';
+  const [first, ...rest] = cycle.map(stepWords);
+  const waits = rest.map((w, i) => `${i === 0 ? ' waits for' : ', which waits for'} ${w}`);
+  return (
+    `deadlock detected: ${first ?? 'a request'}${waits.join('')}, which waits for the first. ` +
+    'The first, the newest wait of the cycle, fails so that the others go on: ' +
+    'release what its call chain holds, then retry'
+  );
+}
+
+/**
+ * Requests waited for each other in a cycle (across tasks, threads, processes or hosts):
+ * this one, the newest wait of the cycle, failed so that the others can be granted once its
+ * caller releases what it holds. `cycle` lists every request of the cycle, this one first.
+ */
+export class LockDeadlockError extends LockError {
+  readonly type: LockType;
+  readonly cycle: DeadlockStep[];
+
+  constructor(
+    message: string,
+    details: LockErrorDetails & { type: LockType; cycle: DeadlockStep[] },
+  ) {
+    super(message, {
+      code: 'ELOCKDEADLOCK',
+      id: details.id,
+      path: details.path,
+      cause: details.cause,
+    });
+    this.type = details.type;
+    this.cycle = details.cycle;
   }
 }
 

@@ -9,8 +9,8 @@
  */
 import * as diagnostics_channel from 'node:diagnostics_channel';
 import { debuglog } from 'node:util';
-import type { LockLostError } from './errors.js';
-import type { LockType, Logger } from './types.js';
+import type { LockDeadlockError, LockLostError } from './errors.js';
+import type { DeadlockStep, LockType, Logger } from './types.js';
 
 const debug = debuglog('lockwarden');
 
@@ -31,6 +31,11 @@ export const channels = {
    * replaced while held): `{ id, type, error }`.
    */
   lost: diagnostics_channel.channel('lockwarden:lost'),
+  /**
+   * A request of this manager was the newest wait of a deadlock cycle and failed with
+   * LockDeadlockError: `{ id, type, waitedMs, cycle, error }` (cycle[0] is that request).
+   */
+  deadlock: diagnostics_channel.channel('lockwarden:deadlock'),
 } as const;
 
 type Level = 'debug' | 'warn';
@@ -44,6 +49,7 @@ const EVENTS = {
   abort: { channel: channels.abort, level: 'debug', text: 'lock wait aborted' },
   release: { channel: channels.release, level: 'debug', text: 'lock released' },
   lost: { channel: channels.lost, level: 'warn', text: 'lock lost' },
+  deadlock: { channel: channels.deadlock, level: 'warn', text: 'deadlock: this wait fails' },
   cleanup: { channel: null, level: 'debug', text: 'stale lock cleanup on start' },
 } as const satisfies Record<
   string,
@@ -59,6 +65,13 @@ export interface EventMessages {
   abort: { id: string; type: LockType; waitedMs: number };
   release: { id: string; type: LockType; heldMs: number };
   lost: { id: string; type: LockType; error: LockLostError };
+  deadlock: {
+    id: string;
+    type: LockType;
+    waitedMs: number;
+    cycle: DeadlockStep[];
+    error: LockDeadlockError;
+  };
   cleanup: { removed: string[]; active: string[] };
 }
 export type EventName = keyof EventMessages;

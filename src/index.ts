@@ -3,6 +3,7 @@ export {
   InvalidLockIdError,
   InvalidOptionError,
   LockAbortedError,
+  LockDeadlockError,
   LockError,
   LockFileError,
   LockKeyCollisionError,
@@ -22,6 +23,7 @@ export { sharedRoot } from './shared-root.js';
 export type { AcquireKind, AcquireOutcome, AcquireTraceContext } from './tracing.js';
 export {
   type CleanupResult,
+  type DeadlockStep,
   type HolderInfo,
   type LockHolder,
   type LockStatus,

@@ -9,6 +9,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { join, resolve } from 'node:path';
+import { DeadlockWatch } from './deadlock-watch.js';
 import type { Engine } from './engine.js';
 import {
   abortedMessage,
@@ -35,7 +36,7 @@ import {
   type LockManagerOptions,
 } from './options.js';
 import { DEFAULT_NAMESPACE, isStoreUrl, PostgresEngine } from './postgres/engine.js';
-import { LockQueues } from './queue.js';
+import { LockQueues } from './queues.js';
 import { currentIdentity } from './sys/users.js';
 import { type AcquireKind, traced } from './tracing.js';
 import { type CleanupResult, type LockStatus, LockType } from './types.js';
@@ -96,12 +97,19 @@ export class LockManager implements AsyncDisposable {
       handles: () => this.#queues.handles,
     });
     this.#events = new MeteredEvents(o.logger, this.#metrics);
+    const metadata = o.metadata ?? true;
     this.#queues = new LockQueues({
       engine: this.#engine,
       events: this.#events,
-      metadata: o.metadata ?? true,
+      metadata,
       user: o.user ?? currentIdentity().user,
     });
+    // Deadlocks are found from waiter records: without them, nothing to check.
+    const deadlockTimeout = o.deadlockTimeout ?? 1000;
+    if (metadata && deadlockTimeout !== Number.POSITIVE_INFINITY) {
+      const watch = new DeadlockWatch(this.#engine, this.#events, this.#queues, deadlockTimeout);
+      this.#queues.context.watch = (id, waiter) => watch.watch(id, waiter);
+    }
     this.#engine.onLost = (locks, cause) => this.#queues.lost(locks, cause);
   }
 
@@ -170,7 +178,8 @@ export class LockManager implements AsyncDisposable {
     timeout: number,
   ): Promise<LockHandle> {
     if (this.#closed) throw new LockManagerClosedError(closedMessage());
-    const outer = this.#context.getStore()?.get(id);
+    const chain = this.#context.getStore();
+    const outer = chain?.get(id);
     if (outer !== undefined && !outer.released) {
       if (outer.type === LockType.EXCLUSIVE || type === LockType.SHARED) {
         const nested = new LockHandle(id, type, true, () => RESOLVED);
@@ -183,7 +192,10 @@ export class LockManager implements AsyncDisposable {
       throw new LockAbortedError(abortedMessage(id, type), { id, cause: opts.signal.reason });
     if (!this.#initialized) await this.#init();
     if (this.#closed) throw new LockManagerClosedError(closedMessage());
-    return this.#queues.enqueue(id, type, opts, timeout);
+    // What this call chain holds while it waits: the edges of the wait-for graph (deadlock.ts).
+    const holds = [];
+    for (const h of chain?.values() ?? []) if (!h.released) holds.push({ id: h.id, type: h.type });
+    return this.#queues.enqueue(id, type, opts, timeout, holds);
   }
 
   /** One attempt: the handle, or null if someone else holds a conflicting lock. */
@@ -275,7 +287,7 @@ export class LockManager implements AsyncDisposable {
       throw new LockAbortedError(abortedMessage(id, type), { id, cause: signal.reason });
     if (!this.#initialized) await this.#init();
     if (this.#closed) throw new LockManagerClosedError(closedMessage());
-    return this.#queues.enqueue(id, type, signal === undefined ? {} : { signal }, timeout);
+    return this.#queues.enqueue(id, type, signal === undefined ? {} : { signal }, timeout, []);
   }
 
   /**
@@ -288,7 +300,7 @@ export class LockManager implements AsyncDisposable {
     if (this.#closed) throw new LockManagerClosedError(closedMessage());
     if (!this.#initialized) await this.#init();
     if (this.#closed) throw new LockManagerClosedError(closedMessage());
-    const granted = this.#queues.enqueue(id, LockType.EXCLUSIVE, {}, Infinity, true);
+    const granted = this.#queues.enqueue(id, LockType.EXCLUSIVE, {}, Infinity, [], true);
     const lost = new LockLostError(lostMessage(id, reason.message), { id, cause: reason });
     for (const handle of [...this.#queues.handles]) {
       if (handle.id !== id) continue;

@@ -6,6 +6,13 @@ import { type HolderInfo, LockType, type Logger } from './types.js';
 export interface LockManagerOptions {
   /** Wait limit for `acquire`/`withLock` when the call gives no `timeout`, in milliseconds. Default 30 000. */
   defaultTimeout?: number;
+  /**
+   * How long a request waits before this manager checks whether it waits in a deadlock
+   * cycle, in milliseconds (as PostgreSQL's `deadlock_timeout`); it checks again as often
+   * while the wait lasts. The newest request of a cycle fails with LockDeadlockError.
+   * Default 1000; Infinity never checks.
+   */
+  deadlockTimeout?: number;
   /** Remove lock files and records nobody holds when the manager starts. Default true. */
   cleanupOnStart?: boolean;
   /** Write holder records (user, pid, host, time, info) for status. Default true; false is faster. */
@@ -61,6 +68,7 @@ function shown(value: unknown): string {
 /** The keys each option object accepts; anything else is a typo or a misplaced option. */
 const MANAGER_KEYS: readonly (keyof LockManagerOptions)[] = [
   'defaultTimeout',
+  'deadlockTimeout',
   'cleanupOnStart',
   'metadata',
   'lockDir',
@@ -164,6 +172,14 @@ export function checkManagerOptions(root: unknown, options: unknown): LockManage
   checkKnownKeys(options, MANAGER_KEYS, 'LockManager');
   const o = options as LockManagerOptions;
   if (o.defaultTimeout !== undefined) checkTimeout(o.defaultTimeout, 'defaultTimeout');
+  if (
+    o.deadlockTimeout !== undefined &&
+    (typeof o.deadlockTimeout !== 'number' || !(o.deadlockTimeout > 0))
+  ) {
+    throw new InvalidOptionError(
+      `deadlockTimeout must be a number of milliseconds > 0 (Infinity = never check), got ${shown(o.deadlockTimeout)}`,
+    );
+  }
   for (const flag of ['cleanupOnStart', 'metadata'] as const) {
     if (o[flag] !== undefined && typeof o[flag] !== 'boolean') {
       throw new InvalidOptionError(`${flag} must be a boolean, got ${shown(o[flag])}`);

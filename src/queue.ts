@@ -10,78 +10,19 @@
  * that arrive after it, so in-process writers are never starved by readers.
  */
 import type { Attempt, Engine, EngineLock, HolderFacts } from './engine.js';
-import { closedMessage, LockLostError, LockManagerClosedError, lostMessage } from './errors.js';
+import { closedMessage, type LockError, LockManagerClosedError } from './errors.js';
 import type { Events } from './events.js';
 import { handOver } from './hand-over.js';
-import { kLose, LockHandle } from './handle.js';
+import { LockHandle } from './handle.js';
 import { HolderRecord } from './holder-record.js';
 import type { AcquireOptions } from './options.js';
+import type { LockQueues } from './queues.js';
 import { isPromise } from './timer.js';
 import { LockType } from './types.js';
-import { Waiter } from './waiter.js';
-
-/** What every queue of a manager shares. */
-export interface QueueContext {
-  readonly engine: Engine;
-  readonly events: Events;
-  /** Publish holder records (the `metadata` option). */
-  readonly metadata: boolean;
-  /** The `user` of holders that give none. */
-  readonly user: string;
-}
+import { type Request, Waiter } from './waiter.js';
+import { WaitingRecord } from './waiting-record.js';
 
 const RESOLVED = Promise.resolve();
-
-/** Every id's queue of one manager, and the handles it has granted. */
-export class LockQueues {
-  readonly #queues = new Map<string, IdQueue>();
-  readonly handles = new Set<LockHandle>();
-  closed = false;
-
-  constructor(readonly context: QueueContext) {}
-
-  /**
-   * Queues a request for `id`; resolves with its handle once granted. `front` puts it ahead
-   * of every waiter (a Web Locks `steal`, which the spec prepends to the queue).
-   */
-  enqueue(id: string, type: LockType, options: AcquireOptions, timeout: number, front = false) {
-    let queue = this.#queues.get(id);
-    if (queue === undefined) {
-      queue = new IdQueue(id, this);
-      this.#queues.set(id, queue);
-    }
-    return queue.enqueue(type, options, timeout, front);
-  }
-
-  /** A queue nobody holds, waits for or pumps: forgotten. */
-  forget(queue: IdQueue): void {
-    if (this.#queues.get(queue.id) === queue) this.#queues.delete(queue.id);
-  }
-
-  /** The engine lost `locks` (see Engine.onLost): every handle under them is lost. */
-  lost(locks: EngineLock[], cause: Error): void {
-    for (const lock of locks) {
-      const queue = this.#queues.get(lock.id);
-      if (queue === undefined || queue.engineLock !== lock) continue;
-      queue.engineLock = null; // gone: nothing to unlock; the next grant asks the engine again
-      const error = new LockLostError(lostMessage(lock.id, cause.message), { id: lock.id, cause });
-      for (const handle of this.handles) {
-        if (handle.id === lock.id) handle[kLose](error, true);
-      }
-      this.context.events.emit('lost', { id: lock.id, type: lock.type, error });
-    }
-  }
-
-  /** Rejects every waiter and releases every handle; the engine stays open. */
-  async close(): Promise<void> {
-    this.closed = true;
-    for (const queue of this.#queues.values()) queue.rejectAll();
-    const closed = new LockManagerClosedError(closedMessage());
-    for (const h of this.handles) h[kLose](closed, false);
-    await Promise.all([...this.handles].map((h) => h.release()));
-    for (const queue of this.#queues.values()) await queue.settleIdle();
-  }
-}
 
 /**
  * One id's queue in one manager.
@@ -100,9 +41,12 @@ export class LockQueues {
  * - `waiters` is FIFO. A timeout-0 waiter never waits behind anyone: it is rejected.
  * - A queue with no holders, no waiters and no pump lets go of its engine lock and is
  *   forgotten.
- * - `record` lists the facts of every holder when metadata is on.
+ * - `record` lists the facts of every holder when metadata is on; `waiting` lists every
+ *   waiter still queued (never a settled one, never a timeout-0 one), written at the end of
+ *   the tick that changed `waiters`, and at once before the holder record of a grant, so
+ *   that a granted request is not listed waiting and holding at once.
  */
-class IdQueue {
+export class IdQueue {
   engineLock: EngineLock | null = null;
   attempt: Attempt | null = null;
   attemptType: LockType | null = null;
@@ -113,6 +57,7 @@ class IdQueue {
   /** Ends the pump's current engine wait early. */
   wake: (() => void) | null = null;
   readonly record: HolderRecord;
+  readonly waiting: WaitingRecord;
   readonly #owner: LockQueues;
   readonly #engine: Engine;
   readonly #events: Events;
@@ -125,6 +70,7 @@ class IdQueue {
     this.#engine = owner.context.engine;
     this.#events = owner.context.events;
     this.record = new HolderRecord(id, this.#engine, this.#events);
+    this.waiting = new WaitingRecord(id, this.#engine, this.#events, owner.context.user, this);
   }
 
   get idle(): boolean {
@@ -142,29 +88,42 @@ class IdQueue {
     type: LockType,
     options: AcquireOptions,
     timeout: number,
-    front: boolean,
+    request: Request,
+    front = false,
   ): Promise<LockHandle> {
     return new Promise<LockHandle>((resolve, reject) => {
-      const waiter = new Waiter(type, options, timeout, resolve, reject);
+      const waiter = new Waiter(type, options, timeout, resolve, reject, request);
       if (waiter.once && this.waiters.length > 0) {
         // Granting it would jump the queue; one attempt means no waiting either.
         waiter.settled = true;
         this.#rejectTimeout(waiter);
         return;
       }
+      // A Web Locks steal is prepended to the queue (its spec's "Prepend request in queue").
       if (front) this.waiters.unshift(waiter);
       else this.waiters.push(waiter);
       if (this.#events.wants('attempt'))
         this.#events.emit('attempt', { id: this.id, type, timeout });
       void this.#pump();
       // Most grants happen right there, synchronously: only a waiter still queued needs
-      // its timer and abort listener.
-      if (!waiter.settled)
+      // its timer and abort listener, its record and its deadlock checks.
+      if (!waiter.settled) {
         waiter.arm(
           () => this.#drop(waiter, 'abort'),
           () => this.#drop(waiter, 'timeout'),
+          this.#owner.watchDeadlocks(this.id, waiter),
         );
+        if (this.#owner.context.metadata) this.waiting.schedule();
+      }
     });
+  }
+
+  /** Fails the waiter whose request is `seq` with `error` (a deadlock); false if it is gone. */
+  fail(seq: number, error: LockError): Waiter | null {
+    const waiter = this.waiters.find((w) => w.request.seq === seq);
+    if (waiter === undefined || waiter.settled) return null;
+    this.#drop(waiter, error);
+    return waiter;
   }
 
   /** The manager is closing: every waiter is rejected, the pump stops waiting. */
@@ -173,6 +132,7 @@ class IdQueue {
       waiter.settle();
       waiter.reject(new LockManagerClosedError(closedMessage(this.id), { id: this.id }));
     }
+    // No record to update: closing the engine closes the records (ends the sessions) too.
     this.wake?.();
   }
 
@@ -211,6 +171,8 @@ class IdQueue {
         if (this.attempt === null) {
           this.attempt = this.#engine.begin(this.id, head.type, head.once);
           this.attemptType = head.type;
+          // The waiters now queue behind this attempt (PostgreSQL shows them by its session).
+          if (this.waiting.listed) this.waiting.write();
         }
         let lock: EngineLock | null;
         try {
@@ -273,6 +235,8 @@ class IdQueue {
       this.#grant(head, ready);
       granted++;
     }
+    // Granted requests leave the waiter record before they join the holder record.
+    if (granted > 0 && this.waiting.listed) this.waiting.write();
     // One record write for the whole batch, before any grantee's continuation runs. A
     // remote engine's write is awaited: whoever a grantee tells must find it in status.
     const written =
@@ -379,6 +343,7 @@ class IdQueue {
     } else {
       waiter.reject(why);
     }
+    if (this.waiting.listed) this.waiting.schedule();
     // The head left: whoever is behind it may be grantable now, or the pump must stop waiting.
     if (index === 0) void this.#pump();
   }

@@ -41,22 +41,54 @@ export interface LockHolder {
 }
 
 /**
- * One request waiting in an id's line. File engine: a writer that holds the gate, a reader
- * that announced itself, as the kernel shows them; PostgreSQL: a session `pg_locks` shows
- * waiting for the key.
+ * One request waiting in an id's line. `source: 'record'`: a waiter record a live manager
+ * publishes while the wait lasts (file engine: its record file, locked while it lives;
+ * PostgreSQL: a row believed only while `pg_locks` shows its session waiting for the key).
+ * `source: 'kernel'`: a place in line with no record (a writer holding the gate, a reader
+ * that announced itself, as the kernel shows them; a session `pg_locks` shows waiting).
  */
 export interface LockWaiter {
   /** The mode it waits for. */
   type: LockType;
-  /** Owner of the waiting process (file engine) or database user (PostgreSQL). */
+  /**
+   * The name the requester gave (`user` option), else its login name; for waiters with no
+   * record, the owner of the waiting process (file engine) or the database user (PostgreSQL).
+   */
   user: string | null;
-  /** Process id of the waiter; null when unknown (PostgreSQL: the client's is not known). */
+  /** Process id of the waiter; null when unknown (PostgreSQL without a record). */
   pid: number | null;
   hostname: string | null;
+  /** `worker_threads.threadId` of the waiter (0 = main thread); null when unknown. */
   threadId: number | null;
   /** When the wait began, ISO 8601; null when unknown. */
   since: string | null;
+  /** The `info` the requester passed, if any. */
+  info?: HolderInfo;
+  /** The wait's `timeout` in milliseconds, when it has one (absent: it waits forever). */
+  timeout?: number;
+  /** When the wait gives up, ISO 8601 (`since` + `timeout`), when it has a timeout. */
+  deadline?: string;
   source: 'record' | 'kernel';
+}
+
+/**
+ * One request of a deadlock cycle (LockDeadlockError.cycle): it waits for `id` while its
+ * call chain holds `holding`; each request of the cycle waits for the next, the last for
+ * the first.
+ */
+export interface DeadlockStep {
+  /** The id it waits for. */
+  id: string;
+  /** The mode it waits for. */
+  type: LockType;
+  user: string | null;
+  pid: number | null;
+  hostname: string | null;
+  threadId: number | null;
+  /** When its wait began, ISO 8601. */
+  since: string;
+  /** The ids its call chain holds (through withLock) while it waits. */
+  holding: string[];
 }
 
 /** What `getLockStatus()` and `listLocks()` report for one id. */
@@ -66,7 +98,7 @@ export interface LockStatus {
   holders: LockHolder[];
   /** The lock file of this id; for the PostgreSQL engine, server, namespace and key. */
   path: string;
-  /** Requests of other managers waiting in this id's line, oldest first where known. */
+  /** Requests waiting in this id's line, oldest first (those with no `since` last). */
   waiters: LockWaiter[];
 }
 

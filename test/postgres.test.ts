@@ -254,9 +254,11 @@ describe('PostgreSQL engine: status and errors', () => {
       status.holders.map((h) => [h.user, h.pid, h.type, h.source]),
       [['writer1', other.pid, EXCLUSIVE, 'record']],
     );
+    // The waiting session's row names the waiting process (a waiter row, shown because
+    // pg_locks shows that very session waiting).
     assert.deepEqual(
-      status.waiters.map((w) => [w.type, w.source]),
-      [[SHARED, 'kernel']],
+      status.waiters.map((w) => [w.type, w.source, w.pid]),
+      [[SHARED, 'record', process.pid]],
     );
     assert.match(status.path, new RegExp(`#${namespace}/${advisoryKey(namespace, 'scan')}$`));
     await other.request({ op: 'release', id: 'scan' });

@@ -15,9 +15,10 @@
  * A link count alone (nlink > 0) is not enough: while a new file is being made it has a
  * second, temporary name, so an inode cleanup has just unlinked can still count one link.
  */
+import { randomBytes } from 'node:crypto';
 import { closeSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Attempt, Engine, EngineLock, HolderFacts } from '../engine.js';
+import type { Attempt, Engine, EngineLock, HolderFacts, WaiterFacts, WaitNode } from '../engine.js';
 import { isErrno, LockFileError } from '../errors.js';
 import { baseNameForId, HOLDERS_SUFFIX, isHashedBase, LOCK_SUFFIX } from '../ids.js';
 import { unlockFd } from '../sys/flock.js';
@@ -28,7 +29,7 @@ import { FileAttempt } from './gate.js';
 import { GATE_SUFFIX, notifyRelease, RWAIT_SUFFIX } from './line.js';
 import { ensureDir, lockNamed, openLockFile } from './lock-file.js';
 import { type FileKey, type FileLock, Slot, SlotCache } from './slots.js';
-import { fileStatus, listFileLocks } from './status.js';
+import { fileStatus, fileWaitGraph, listFileLocks } from './status.js';
 import { issueToken } from './tokens.js';
 
 export class FileEngine implements Engine {
@@ -40,6 +41,7 @@ export class FileEngine implements Engine {
   onLost?: (locks: EngineLock[], cause: Error) => void;
   readonly #guard = new HeldGuard(this);
   readonly tokensOnDemand = true;
+  readonly owner = randomBytes(8).toString('hex');
 
   constructor(root: string, lockDir: string) {
     this.root = root;
@@ -90,7 +92,7 @@ export class FileEngine implements Engine {
   }
 
   begin(id: string, type: LockType, once: boolean): Attempt {
-    const slot = this.slots.take(id, () => new Slot(this.key(id), this.dirMode));
+    const slot = this.slots.take(id, () => new Slot(this.key(id), this.dirMode, this.owner));
     return new FileAttempt(this, slot, type, once);
   }
 
@@ -159,6 +161,24 @@ export class FileEngine implements Engine {
     } else if (!slot.inherited) {
       record.withdraw();
     }
+  }
+
+  writeWaiting(id: string, _attempt: Attempt | null, facts: WaiterFacts[]): void {
+    let slot = this.slots.get(id);
+    if (slot === undefined) {
+      if (facts.length === 0) return;
+      slot = this.slots.take(id, () => new Slot(this.key(id), this.dirMode, this.owner));
+      this.slots.release(slot);
+    }
+    try {
+      slot.record?.publishWaiting(facts);
+    } catch (err) {
+      throw fsError(err, 'cannot write waiter record in', slot.key.holdersDir, 'write', id);
+    }
+  }
+
+  async waitGraph(): Promise<WaitNode[]> {
+    return fileWaitGraph(this);
   }
 
   /** See tokens.ts. */

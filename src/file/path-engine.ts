@@ -25,7 +25,7 @@
  */
 import { closeSync, constants, lstatSync, openSync, realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { Attempt, Engine, EngineLock } from '../engine.js';
+import type { Attempt, Engine, EngineLock, WaitNode } from '../engine.js';
 import { isErrno, UnsafeLockFileError } from '../errors.js';
 import { tryLockFd, unlockFd } from '../sys/flock.js';
 import { KernelTable } from '../sys/proc-locks.js';
@@ -146,6 +146,16 @@ export class PathEngine implements Engine {
   }
 
   writeRecord(): void {}
+
+  /** Nothing is written next to a file the caller chose: no waiter records either. */
+  readonly owner = `path-${process.pid}`;
+
+  writeWaiting(): void {}
+
+  /** Without waiter records there is no wait-for graph: deadlocks are not detected here. */
+  async waitGraph(): Promise<WaitNode[]> {
+    return [];
+  }
 
   descriptorsOf(lock: EngineLock): number[] {
     const l = lock as PathLock;

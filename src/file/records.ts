@@ -2,7 +2,9 @@
  * Holder records: who holds a lock, since when, from where.
  *
  * Each manager keeps one record file per id it uses, in `<base>.holders/`, listing its
- * current holders of that id (an empty list between grants). The record proves its own
+ * current holders of that id (an empty list between grants) and its requests waiting for
+ * it (`waiting`: each with its mode, user, since, timeout, info, its number in the manager
+ * and the locks its call chain holds, for deadlock detection). The record proves its own
  * liveness through the kernel: its owner flocks it before giving it its name and keeps it
  * locked until it closes it, and the kernel drops that flock when the owner dies. So a
  * record anyone can lock is dead, and stays dead: nobody locks a named record again.
@@ -31,7 +33,7 @@ import {
 import { join } from 'node:path';
 import { threadId } from 'node:worker_threads';
 import { crc32 } from 'node:zlib';
-import type { HolderFacts } from '../engine.js';
+import type { HeldId, HolderFacts, WaiterFacts } from '../engine.js';
 import { isErrno } from '../errors.js';
 import { tryLockFd, unlockFd } from '../sys/flock.js';
 import { currentIdentity } from '../sys/users.js';
@@ -51,7 +53,10 @@ const RECORD_MODE = 0o644;
 export const RECORD_SUFFIX = '.rec';
 const MAGIC = 'LOCKWARDEN-HOLDERS 1';
 
-/** The record this manager keeps for one id. */
+/**
+ * The record this manager keeps for one id. It is written whole on every change of either
+ * list; it is made (locked, then named) when the first holder or waiter is published.
+ */
 export class RecordFile {
   fd = -1;
   path = '';
@@ -59,11 +64,15 @@ export class RecordFile {
   #prefix: string | null = null;
   /** When the record was last checked to still have a name (performance.now()). */
   #checkedAt = Number.NEGATIVE_INFINITY;
+  #holders: HolderFacts[] = [];
+  #waiting: WaiterFacts[] = [];
 
   constructor(
     readonly dir: string,
     readonly dirMode: number,
     readonly id: string,
+    /** The manager's name (Engine.owner). */
+    readonly owner: string,
   ) {}
 
   /**
@@ -71,9 +80,21 @@ export class RecordFile {
    * written; the lock itself is not affected.
    */
   publish(facts: HolderFacts[]): void {
+    this.#holders = facts;
+    this.#publish();
+  }
+
+  /** Publishes this manager's waiting requests (an empty list withdraws them); as publish. */
+  publishWaiting(facts: WaiterFacts[]): void {
+    this.#waiting = facts;
+    if (this.fd < 0 && facts.length === 0) return;
+    this.#publish();
+  }
+
+  #publish(): void {
     for (let attempt = 0; ; attempt++) {
       if (this.fd < 0) this.#create();
-      this.#write(facts);
+      this.#write();
       // Only our own close or a hand that may delete our files unnames a locked record;
       // then start a new one. Checked at most once a second.
       const now = performance.now();
@@ -89,9 +110,10 @@ export class RecordFile {
    * (which kills it): it must never outlive the holders it lists.
    */
   withdraw(): void {
+    this.#holders = [];
     if (this.fd < 0) return;
     try {
-      this.#write([]);
+      this.#write();
     } catch {
       this.close(true);
     }
@@ -112,7 +134,7 @@ export class RecordFile {
     this.#checkedAt = Number.NEGATIVE_INFINITY;
   }
 
-  #write(facts: HolderFacts[]): void {
+  #write(): void {
     if (this.#prefix === null) {
       const me = currentIdentity();
       const who = JSON.stringify({
@@ -121,10 +143,13 @@ export class RecordFile {
         hostname: me.host,
         threadId,
         uid: me.uid,
+        owner: this.owner,
       });
       this.#prefix = `${who.slice(0, -1)},"holders":`;
     }
-    const body = `${this.#prefix}${JSON.stringify(facts)}}`;
+    // Readers of format 1 before waiters existed ignore the new key.
+    const waiting = this.#waiting.length === 0 ? '' : `,"waiting":${JSON.stringify(this.#waiting)}`;
+    const body = `${this.#prefix}${JSON.stringify(this.#holders)}${waiting}}`;
     writeSync(this.fd, `${MAGIC} ${Buffer.byteLength(body)} ${crc32(body)}\n${body}`, 0, 'utf8');
   }
 
@@ -170,7 +195,10 @@ interface RecordContent {
   pid: number | null;
   hostname: string | null;
   threadId: number | null;
+  /** The manager that writes it (Engine.owner); '' in records of older versions. */
+  owner: string;
   holders: LockHolder[];
+  waiting: WaiterFacts[];
 }
 
 /** Parses and verifies a record; null when torn (read again) or not a record at all. */
@@ -201,7 +229,9 @@ function parseRecord(buf: Buffer): RecordContent | null {
     pid: int(r.pid),
     hostname: str(r.hostname),
     threadId: int(r.threadId),
+    owner: str(r.owner) ?? '',
     holders: [],
+    waiting: Array.isArray(r.waiting) ? parseWaiting(r.waiting) : [],
   };
   for (const h of r.holders) {
     if (typeof h !== 'object' || h === null) continue;
@@ -222,6 +252,39 @@ function parseRecord(buf: Buffer): RecordContent | null {
     content.holders.push(holder);
   }
   return content;
+}
+
+const isType = (v: unknown): v is LockType => v === LockType.SHARED || v === LockType.EXCLUSIVE;
+const isTime = (v: unknown): v is string => typeof v === 'string' && !Number.isNaN(Date.parse(v));
+
+/** The waiting requests of a record; an entry that is not well-formed is left out. */
+function parseWaiting(list: unknown[]): WaiterFacts[] {
+  const out: WaiterFacts[] = [];
+  for (const w of list) {
+    if (typeof w !== 'object' || w === null) continue;
+    const f = w as Record<string, unknown>;
+    if (!isType(f.type) || !isTime(f.since) || !Number.isSafeInteger(f.seq)) continue;
+    if (!Array.isArray(f.holds)) continue;
+    const holds: HeldId[] = [];
+    for (const h of f.holds as unknown[]) {
+      const held = h as Record<string, unknown> | null;
+      if (typeof held?.id === 'string' && isType(held.type))
+        holds.push({ id: held.id, type: held.type });
+    }
+    const facts: WaiterFacts = {
+      type: f.type,
+      user: typeof f.user === 'string' ? f.user : null,
+      since: f.since,
+      seq: f.seq as number,
+      holds,
+    };
+    if (typeof f.info === 'object' && f.info !== null && !Array.isArray(f.info))
+      facts.info = f.info as Record<string, unknown>;
+    if (typeof f.timeout === 'number' && f.timeout >= 0) facts.timeout = f.timeout;
+    if (isTime(f.deadline)) facts.deadline = f.deadline;
+    out.push(facts);
+  }
+  return out;
 }
 
 function readWhole(fd: number): Buffer {
@@ -250,8 +313,8 @@ function isDead(fd: number, path: string): boolean {
 }
 
 /**
- * The live records of one id that list holders; liveness from a probe of each record's
- * own lock. Dead ones are skipped (cleanup removes them: pruneRecordDir).
+ * The live records of one id that list holders or waiters; liveness from a probe of each
+ * record's own lock. Dead ones are skipped (cleanup removes them: pruneRecordDir).
  */
 export function readRecords(dir: string): LiveRecord[] {
   const live: LiveRecord[] = [];
@@ -272,7 +335,7 @@ export function readRecords(dir: string): LiveRecord[] {
       let content: RecordContent | null = null;
       for (let i = 0; i < 20 && content === null; i++) content = parseRecord(readWhole(fd));
       // A live record that stays unreadable is skipped: the kernel's table still shows its holder.
-      if (content !== null && content.holders.length > 0)
+      if (content !== null && (content.holders.length > 0 || content.waiting.length > 0))
         live.push({ ...content, fileUid: st.uid });
     });
   }

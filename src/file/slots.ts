@@ -49,8 +49,9 @@ export class Slot {
   constructor(
     readonly key: FileKey,
     dirMode: number,
+    owner: string,
   ) {
-    this.record = new RecordFile(key.holdersDir, dirMode, key.id);
+    this.record = new RecordFile(key.holdersDir, dirMode, key.id, owner);
   }
 
   /**
@@ -92,6 +93,11 @@ export class SlotCache {
     }
     this.#idle.delete(id);
     return slot;
+  }
+
+  /** The slot of `id` if there is one, leaving it where it is (in use or idle). */
+  get(id: string): Slot | undefined {
+    return this.#slots.get(id);
   }
 
   /** Back to idle; the oldest idle slots beyond the limit are closed. */

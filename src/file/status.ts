@@ -1,16 +1,22 @@
 /**
  * What the file engine reports as status: holders from live records the kernel backs,
- * plus the locks the kernel shows with no record (flock(1), Python, metadata: false), and
- * the waiters whose place in line the kernel shows (gate.ts). See records.ts for how a
- * record proves it is alive, and sys/proc-locks.ts for the kernel's table.
+ * plus the locks the kernel shows with no record (flock(1), Python, metadata: false);
+ * waiters from the `waiting` lists of live records, plus the places in line the kernel
+ * shows for processes with no such record (gate.ts). See records.ts for how a record
+ * proves it is alive, and sys/proc-locks.ts for the kernel's table. The same reading
+ * gives deadlock detection its graph (fileWaitGraph).
  *
  * Invariants (SECURITY.md): a holder is listed only if the kernel shows the lock held;
  * never a process that has exited (a lock inherited by a child is shown under the living
  * child, sys/flock-holders.ts); a record naming another host is believed only on a
- * network file system, and only if a probe finds the lock held.
+ * network file system, and only if a probe finds the lock held. A waiter is believed under
+ * the same rules as a holder, less the kernel's word on the lock (a waiter holds nothing):
+ * its record is alive (locked by its process), written by that process's user (or root),
+ * and names this host, or another one on a network file system.
  */
 import { lstatSync, readdirSync, readFileSync, realpathSync, type Stats } from 'node:fs';
 import { dirname, join } from 'node:path';
+import type { WaitNode } from '../engine.js';
 import { isErrno } from '../errors.js';
 import {
   HOLDERS_SUFFIX,
@@ -97,6 +103,43 @@ export type StatusPaths = Pick<FileKey, 'id' | 'lockPath'> & {
   rwaitPath: string | null;
 };
 
+/** One id as its records and the kernel's table show it. */
+interface IdReading {
+  lockStat: Stats;
+  /** Live records that list holders, and that the kernel backs. */
+  accepted: LiveRecord[];
+  /** Live records whose waiting requests are believed. */
+  waiting: LiveRecord[];
+  entries: KernelLock[];
+}
+
+/** Reads an id's records and kernel entries; null when it has no lock file. */
+function readId(key: StatusPaths, kernel: KernelTable): IdReading | null {
+  let lockStat: Stats;
+  try {
+    lockStat = lstatSync(key.lockPath);
+  } catch (err) {
+    if (!isErrno(err, 'ENOENT'))
+      throw fsError(err, 'cannot read lock file', key.lockPath, 'read', key.id);
+    return null;
+  }
+  const network = onNetworkFs(dirname(key.lockPath));
+  const live = (key.holdersDir === null ? [] : readRecords(key.holdersDir)).filter(
+    (r) => r.hostname === currentIdentity().host || (network && heldPerProbe(key.lockPath, r)),
+  );
+  const records = live.filter((r) => r.holders.length > 0);
+  let entries = kernel.entries(lockStat);
+  let accepted = records.filter((r) => holdsPerKernel(r, entries, kernel.available));
+  // A record the kernel does not back was written just after the table was read, or
+  // the read missed its entry (see readKernelLocks), or it is forged: read again.
+  while (accepted.length < records.length && kernel.reread()) {
+    entries = kernel.entries(lockStat);
+    accepted = records.filter((r) => holdsPerKernel(r, entries, kernel.available));
+  }
+  const waiting = live.filter((r) => r.waiting.length > 0 && writtenByItsUser(r));
+  return { lockStat, accepted, waiting, entries };
+}
+
 /** The status of the lock that `key` names, from the kernel's table and live records. */
 export function statusOf(key: StatusPaths, kernel: KernelTable): LockStatus {
   const status: LockStatus = {
@@ -106,26 +149,9 @@ export function statusOf(key: StatusPaths, kernel: KernelTable): LockStatus {
     waiters: [],
     path: key.lockPath,
   };
-  let lockStat: Stats;
-  try {
-    lockStat = lstatSync(key.lockPath);
-  } catch (err) {
-    if (!isErrno(err, 'ENOENT'))
-      throw fsError(err, 'cannot read lock file', key.lockPath, 'read', key.id);
-    return status;
-  }
-  const network = onNetworkFs(dirname(key.lockPath));
-  const records = (key.holdersDir === null ? [] : readRecords(key.holdersDir)).filter(
-    (r) => r.hostname === currentIdentity().host || (network && heldPerProbe(key.lockPath, r)),
-  );
-  let entries = kernel.entries(lockStat);
-  let accepted = records.filter((r) => holdsPerKernel(r, entries, kernel.available));
-  // A record the kernel does not back was written just after the table was read, or
-  // the read missed its entry (see readKernelLocks), or it is forged: read again.
-  while (accepted.length < records.length && kernel.reread()) {
-    entries = kernel.entries(lockStat);
-    accepted = records.filter((r) => holdsPerKernel(r, entries, kernel.available));
-  }
+  const reading = readId(key, kernel);
+  if (reading === null) return status;
+  const { lockStat, accepted, entries } = reading;
   const host = currentIdentity().host;
   const heirs = new Heirs(key.lockPath, lockStat, kernel);
   const holders: LockHolder[] = [];
@@ -156,7 +182,7 @@ export function statusOf(key: StatusPaths, kernel: KernelTable): LockStatus {
   }
   holders.sort((a, b) => (a.acquiredAt ?? '').localeCompare(b.acquiredAt ?? ''));
   status.holders = holders;
-  status.waiters = waitersInLine(key, kernel);
+  status.waiters = waitersOf(key, kernel, reading.waiting);
   const exclusive =
     entries.some((e) => e.exclusive) || holders.some((h) => h.type === LockType.EXCLUSIVE);
   status.state = exclusive
@@ -205,12 +231,32 @@ class Heirs {
 }
 
 /**
- * Who waits in line, as the kernel shows it (gate.ts): writers hold the gate exclusively,
- * readers that had to wait hold the announcement shared. Oldest first is not known here.
+ * Who waits in line: the waiting requests of live records, oldest first, then the places
+ * in line the kernel shows (gate.ts) for processes that publish no waiting request here:
+ * writers hold the gate exclusively, readers that had to wait hold the announcement shared.
  */
-function waitersInLine(key: StatusPaths, kernel: KernelTable): LockWaiter[] {
+function waitersOf(key: StatusPaths, kernel: KernelTable, records: LiveRecord[]): LockWaiter[] {
   const waiters: LockWaiter[] = [];
   const host = currentIdentity().host;
+  for (const r of records) {
+    for (const w of r.waiting) {
+      const waiter: LockWaiter = {
+        type: w.type,
+        user: w.user,
+        pid: r.pid,
+        hostname: r.hostname,
+        threadId: r.threadId,
+        since: w.since,
+        source: 'record',
+      };
+      if (w.info !== undefined) waiter.info = w.info;
+      if (w.timeout !== undefined) waiter.timeout = w.timeout;
+      if (w.deadline !== undefined) waiter.deadline = w.deadline;
+      waiters.push(waiter);
+    }
+  }
+  waiters.sort((a, b) => Date.parse(a.since as string) - Date.parse(b.since as string));
+  const recorded = new Set(records.filter((r) => r.hostname === host).map((r) => r.pid));
   const inLine = (path: string | null, exclusive: boolean) => {
     if (path === null) return;
     let st: Stats;
@@ -220,7 +266,8 @@ function waitersInLine(key: StatusPaths, kernel: KernelTable): LockWaiter[] {
       return;
     }
     for (const e of kernel.entries(st)) {
-      if (e.exclusive !== exclusive || e.pid <= 0 || !kernel.alive(e.pid)) continue;
+      if (e.exclusive !== exclusive || e.pid <= 0 || recorded.has(e.pid)) continue;
+      if (!kernel.alive(e.pid)) continue;
       const uid = processOwner(e.pid);
       waiters.push({
         type: exclusive ? LockType.EXCLUSIVE : LockType.SHARED,
@@ -270,6 +317,72 @@ function holdsPerKernel(record: LiveRecord, entries: KernelLock[], checkable: bo
   if (pid === null) return false;
   const exclusive = record.holders.some((h) => h.type === LockType.EXCLUSIVE);
   if (!entries.some((e) => e.pid === pid && (e.exclusive || !exclusive))) return false;
+  return writtenByItsUser(record);
+}
+
+/**
+ * The record file belongs to root, to us, or to the user of the process it names: nobody
+ * else can have written it. Another host's record cannot be checked (its uids are its own).
+ */
+function writtenByItsUser(record: LiveRecord): boolean {
+  if (record.hostname !== currentIdentity().host) return true;
   const { uid } = currentIdentity();
-  return record.fileUid === 0 || record.fileUid === uid || record.fileUid === processOwner(pid);
+  if (record.fileUid === 0 || record.fileUid === uid) return true;
+  return record.pid !== null && record.fileUid === processOwner(record.pid);
+}
+
+/**
+ * Every waiting request of the store's live records, with the holds that the kernel proves
+ * its manager holds (a record of that manager that the kernel backs lists the id, in a
+ * mode that covers the hold): deadlock detection's graph (deadlock.ts).
+ */
+export function fileWaitGraph(engine: FileEngine): WaitNode[] {
+  const kernel = new KernelTable();
+  const readings = new Map<string, IdReading>();
+  for (const name of lockDirEntries(engine)) {
+    if (!name.endsWith(LOCK_SUFFIX)) continue;
+    const base = name.slice(0, -LOCK_SUFFIX.length);
+    const lockPath = join(engine.lockDir, name);
+    // Only ids someone waits for or holds have records: skip the rest without opening them.
+    const holdersDir = join(engine.lockDir, base + HOLDERS_SUFFIX);
+    if (lstatSync(holdersDir, { throwIfNoEntry: false }) === undefined) continue;
+    const id = idOfLockFile(base, lockPath);
+    if (id === null) continue;
+    const paths = { id, lockPath, holdersDir, gatePath: '', rwaitPath: '' };
+    const reading = readId(paths, kernel);
+    if (reading !== null) readings.set(id, reading);
+  }
+  /** What each manager (owner) is proven to hold of each id: true if exclusive. */
+  const held = new Map<string, Map<string, boolean>>();
+  for (const [id, reading] of readings) {
+    const owners = new Map<string, boolean>();
+    for (const r of reading.accepted) {
+      if (r.owner === '') continue;
+      const exclusive = r.holders.some((h) => h.type === LockType.EXCLUSIVE);
+      owners.set(r.owner, exclusive || (owners.get(r.owner) ?? false));
+    }
+    held.set(id, owners);
+  }
+  const nodes: WaitNode[] = [];
+  for (const [id, reading] of readings) {
+    for (const r of reading.waiting) {
+      if (r.owner === '') continue;
+      for (const w of r.waiting) {
+        const holds = w.holds.filter((h) => {
+          const exclusive = held.get(h.id)?.get(r.owner);
+          return exclusive !== undefined && (exclusive || h.type === LockType.SHARED);
+        });
+        nodes.push({
+          ...w,
+          holds,
+          id,
+          owner: r.owner,
+          pid: r.pid,
+          hostname: r.hostname,
+          threadId: r.threadId,
+        });
+      }
+    }
+  }
+  return nodes;
 }

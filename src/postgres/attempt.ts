@@ -10,12 +10,14 @@
  * race), the session then runs `pg_advisory_unlock_all()` before it is reused, so no lock
  * outlives its wait.
  */
-import type { Attempt, EngineLock } from '../engine.js';
-import { codeOf, LockStoreError } from '../errors.js';
+import type { Attempt, EngineLock, WaiterFacts } from '../engine.js';
+import { codeOf, deadlockMessage, LockDeadlockError, LockStoreError } from '../errors.js';
 import type { LockType } from '../types.js';
 import type { PgLock, PostgresEngine } from './engine.js';
 import { QUERY_CANCELED, type Session } from './sessions.js';
 
+/** SQLSTATE deadlock_detected. */
+const DEADLOCK_DETECTED = '40P01';
 /** How long a cancelled wait may take to end before the cancel is sent again (ms). */
 const CANCEL_RETRY_MS = 50;
 
@@ -39,6 +41,10 @@ export class PgAttempt implements Attempt {
   #error: unknown = null;
   #cancelled = false;
   #wake: (() => void) | null = null;
+  /** The manager's requests queued behind this attempt, for waiter rows (engine.writeWaiting). */
+  #waiting: WaiterFacts[] = [];
+  /** The waiter session once its rows are written (by whoever changes them next). */
+  #rowsOn: Session | null = null;
 
   constructor(
     readonly engine: PostgresEngine,
@@ -78,6 +84,16 @@ export class PgAttempt implements Attempt {
     return null;
   }
 
+  /**
+   * The requests queued behind this attempt are now `facts`: the session that waits for them
+   * on the server, if it does yet (then the caller writes their rows), else null (the
+   * attempt writes them when it starts to wait).
+   */
+  publish(facts: WaiterFacts[]): Session | null {
+    this.#waiting = facts;
+    return this.#rowsOn;
+  }
+
   async #block(): Promise<void> {
     const { engine, id, key, type } = this;
     let session: Session;
@@ -93,13 +109,36 @@ export class PgAttempt implements Attempt {
       await engine.sessions.recycle(session);
       return;
     }
+    this.#rowsOn = session; // from now on, changes to the waiters are written as they come
+    if (this.#waiting.length > 0) {
+      // Written before the wait starts, so that whoever sees it waiting sees its row too.
+      // Best effort: a row that cannot be written only leaves this wait shown from
+      // pg_locks alone (and out of deadlock checks).
+      await engine.waiterRows.write(id, key, session, this.#waiting).catch(() => {});
+      if (this.#cancelled) {
+        await engine.sessions.recycle(session);
+        return;
+      }
+    }
     let got = false;
     this.#inFlight = true;
     try {
       await engine.lock(session, key, type, id);
       got = true;
     } catch (err) {
-      if (err instanceof LockStoreError) {
+      if (codeOf(err) === DEADLOCK_DETECTED) {
+        // The server found a cycle through this session's own locks (lockwarden holds each
+        // lock on its own session, so its own detection, deadlock.ts, is what usually finds
+        // them); the server's message names the processes.
+        const why = (err as Error).message;
+        this.#error = new LockDeadlockError(`${deadlockMessage([])} (PostgreSQL: ${why})`, {
+          id,
+          path: engine.location,
+          type,
+          cycle: [],
+          cause: err,
+        });
+      } else if (err instanceof LockStoreError) {
         this.#error = err; // not on its own server connection: says so already
       } else if (!this.#cancelled || codeOf(err) !== QUERY_CANCELED) {
         this.#error = new LockStoreError(

@@ -13,16 +13,17 @@
  * status (status.ts) believes a row only while `pg_locks` shows that very session holding
  * the key. Every statement is in sql.ts.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { threadId } from 'node:worker_threads';
-import type { Attempt, Engine, EngineLock, HolderFacts } from '../engine.js';
+import type { Attempt, Engine, EngineLock, HolderFacts, WaiterFacts, WaitNode } from '../engine.js';
 import { collisionMessage, InvalidOptionError, LockKeyCollisionError } from '../errors.js';
 import type { CleanupResult, LockStatus } from '../types.js';
 import { LockType } from '../types.js';
 import { PgAttempt } from './attempt.js';
 import { type Session, Sessions } from './sessions.js';
 import {
+  ADD_WAITER_COLUMNS,
   BEGIN,
   CLAIM_KEY,
   COMMIT,
@@ -46,7 +47,8 @@ import {
   WITHDRAW_AND_UNLOCK,
   WITHDRAW_AND_UNLOCK_SHARED,
 } from './sql.js';
-import { cleanupPg, listPgLocks, pgStatus } from './status.js';
+import { cleanupPg, listPgLocks, pgStatus, pgWaitGraph } from './status.js';
+import { WaiterRows } from './waiter-rows.js';
 
 export { HOLDERS_TABLE, KEYS_TABLE } from './sql.js';
 export const DEFAULT_NAMESPACE = 'lockwarden';
@@ -83,6 +85,8 @@ export class PostgresEngine implements Engine {
   readonly location: string;
   readonly namespace: string;
   readonly sessions: Sessions;
+  readonly owner = randomBytes(8).toString('hex');
+  readonly waiterRows = new WaiterRows(this);
   /** Ids whose key row is known to be theirs. */
   readonly #verified = new Set<string>();
 
@@ -124,7 +128,13 @@ export class PostgresEngine implements Engine {
     const q = (text: string) => this.sessions.query(s, text, [], 'cannot create the lock tables');
     await q(BEGIN);
     try {
-      for (const statement of [LOCK_SCHEMA, CREATE_KEYS, CREATE_HOLDERS, CREATE_HOLDERS_INDEX])
+      for (const statement of [
+        LOCK_SCHEMA,
+        CREATE_KEYS,
+        CREATE_HOLDERS,
+        ADD_WAITER_COLUMNS,
+        CREATE_HOLDERS_INDEX,
+      ])
         await q(statement);
       await q(COMMIT);
     } catch (err) {
@@ -318,10 +328,24 @@ export class PostgresEngine implements Engine {
     await this.sessions.query(
       l.session,
       REPLACE_HOLDERS,
-      [...params, l.id, host, process.pid, threadId, JSON.stringify(rows)],
+      [...params, l.id, host, process.pid, threadId, JSON.stringify(rows), this.owner],
       'cannot write the holder record',
       l.id,
     );
+  }
+
+  /** See waiter-rows.ts. */
+  writeWaiting(
+    id: string,
+    attempt: Attempt | null,
+    facts: WaiterFacts[],
+  ): Promise<void> | undefined {
+    const session = attempt instanceof PgAttempt ? attempt.publish(facts) : null;
+    return this.waiterRows.publish(id, session, facts);
+  }
+
+  waitGraph(): Promise<WaitNode[]> {
+    return pgWaitGraph(this);
   }
 
   descriptorsOf(): number[] {

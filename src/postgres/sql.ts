@@ -67,6 +67,21 @@ export const CREATE_HOLDERS = `CREATE TABLE IF NOT EXISTS ${HOLDERS_TABLE} (
         info jsonb,
         token bigint)`;
 export const CREATE_HOLDERS_INDEX = `CREATE INDEX IF NOT EXISTS ${HOLDERS_TABLE}_key ON ${HOLDERS_TABLE} (namespace, key, backend_pid)`;
+/**
+ * Waiter rows (one per waiting request) share the holders table: `waiting` is true, the
+ * backend is the session that waits on the server, `acquired_at` is when the wait began;
+ * `owner` names the manager (in holder rows too: deadlock detection matches a request's
+ * holds to its manager's holder rows), `seq` and `holds` are for deadlock detection. Added
+ * to tables of older versions, whose readers ignore them (they join holder rows only to
+ * granted locks, and waiter rows only ever stand for waiting ones).
+ */
+export const ADD_WAITER_COLUMNS = `ALTER TABLE ${HOLDERS_TABLE}
+        ADD COLUMN IF NOT EXISTS waiting boolean NOT NULL DEFAULT false,
+        ADD COLUMN IF NOT EXISTS owner text,
+        ADD COLUMN IF NOT EXISTS seq bigint,
+        ADD COLUMN IF NOT EXISTS holds jsonb,
+        ADD COLUMN IF NOT EXISTS timeout_ms double precision,
+        ADD COLUMN IF NOT EXISTS deadline timestamptz`;
 
 /** $1 namespace, $2 key, $3 id: the id that owns the key (ours unless it collides). */
 export const CLAIM_KEY = `INSERT INTO ${KEYS_TABLE} (namespace, key, id) VALUES ($1, $2, $3)
@@ -123,19 +138,37 @@ export const CANCEL_WAIT = guarded(
 export const DELETE_HOLDERS = `DELETE FROM ${HOLDERS_TABLE} WHERE namespace = $1 AND key = $2 AND backend_pid = $3 AND backend_start = $4`;
 /**
  * As DELETE_HOLDERS, then inserts $9 (a JSON array of facts) as rows for id $5 on host
- * $6, process $7, thread $8.
+ * $6, process $7, thread $8, manager $10.
  */
 export const REPLACE_HOLDERS = `WITH gone AS (
          DELETE FROM ${HOLDERS_TABLE} WHERE namespace = $1 AND key = $2 AND backend_pid = $3 AND backend_start = $4)
        INSERT INTO ${HOLDERS_TABLE}
-         (namespace, key, id, backend_pid, backend_start, mode, "user", host, pid, thread, acquired_at, info, token)
-       SELECT $1, $2, $5, $3, $4, x.mode, x."user", $6, $7, $8, x.acquired_at, x.info, x.token
+         (namespace, key, id, backend_pid, backend_start, mode, "user", host, pid, thread, acquired_at, info, token, owner)
+       SELECT $1, $2, $5, $3, $4, x.mode, x."user", $6, $7, $8, x.acquired_at, x.info, x.token, $10
        FROM jsonb_to_recordset($9::jsonb)
          AS x(mode text, "user" text, acquired_at timestamptz, info jsonb, token bigint)`;
+/** $1 namespace, $2 key, $3 manager: withdraws its waiter rows of the key. */
+export const DELETE_WAITERS = `DELETE FROM ${HOLDERS_TABLE} WHERE namespace = $1 AND key = $2 AND owner = $3 AND waiting`;
+/**
+ * As DELETE_WAITERS, then inserts $10 (a JSON array of waiting requests) as waiter rows for
+ * id $4 of the session $5 (backend pid) $6 (start) that waits for the key, on host $7,
+ * process $8, thread $9.
+ */
+export const REPLACE_WAITERS = `WITH gone AS (
+         DELETE FROM ${HOLDERS_TABLE} WHERE namespace = $1 AND key = $2 AND owner = $3 AND waiting)
+       INSERT INTO ${HOLDERS_TABLE}
+         (namespace, key, id, backend_pid, backend_start, mode, "user", host, pid, thread, acquired_at, info,
+          waiting, owner, seq, holds, timeout_ms, deadline)
+       SELECT $1, $2, $4, $5, $6, x.type, x."user", $7, $8, $9, x.since, x.info,
+              true, $3, x.seq, x.holds, x.timeout, x.deadline
+       FROM jsonb_to_recordset($10::jsonb)
+         AS x(type text, "user" text, since timestamptz, info jsonb, seq bigint, holds jsonb,
+              timeout double precision, deadline timestamptz)`;
 
 /**
  * $1 namespace, $2/$3 the key's halves (or NULL for every key): holders and waiters from
- * `pg_locks`, with the holder rows of exactly the sessions that hold each key.
+ * `pg_locks`, with the holder rows of exactly the sessions that hold each key and the
+ * waiter rows of exactly the sessions that wait for it.
  */
 export const READ_STATUS = `WITH l AS (
          SELECT ((lk.classid::bigint << 32) | lk.objid::bigint) AS key, lk.pid, lk.mode, lk.granted,
@@ -147,16 +180,20 @@ export const READ_STATUS = `WITH l AS (
            AND ($2::oid IS NULL OR (lk.classid = $2::oid AND lk.objid = $3::oid)))
        SELECT l.key::text AS key, k.id AS key_id, l.pid AS backend_pid, l.mode AS lock_mode, l.granted,
               l.usename, l.client_addr,
-              h.id, h.mode, h."user", h.host, h.pid, h.thread, h.acquired_at, h.info, h.token::text AS token
+              h.id, h.mode, h."user", h.host, h.pid, h.thread, h.acquired_at, h.info, h.token::text AS token,
+              h.owner, h.seq::text AS seq, h.holds, h.timeout_ms, h.deadline
        FROM l
        JOIN ${KEYS_TABLE} k ON k.namespace = $1 AND k.key = l.key
-       LEFT JOIN ${HOLDERS_TABLE} h ON l.granted AND h.namespace = $1 AND h.key = l.key
-         AND h.backend_pid = l.pid AND h.backend_start = l.backend_start
+       LEFT JOIN ${HOLDERS_TABLE} h ON h.namespace = $1 AND h.key = l.key
+         AND h.backend_pid = l.pid AND h.backend_start = l.backend_start AND h.waiting = NOT l.granted
        ORDER BY h.acquired_at NULLS LAST`;
-/** $1 namespace: removes holder rows whose session no longer holds the key; their ids. */
+/**
+ * $1 namespace: removes holder rows whose session no longer holds the key, and waiter rows
+ * whose session no longer waits for it; their ids.
+ */
 export const DELETE_DEAD_HOLDERS = `DELETE FROM ${HOLDERS_TABLE} h WHERE h.namespace = $1 AND NOT EXISTS (
          SELECT 1 FROM pg_locks lk JOIN pg_stat_activity a ON a.pid = lk.pid
-         WHERE lk.locktype = 'advisory' AND lk.granted AND lk.objsubid = 1
+         WHERE lk.locktype = 'advisory' AND lk.granted = NOT h.waiting AND lk.objsubid = 1
            AND lk.pid = h.backend_pid AND a.backend_start::text = h.backend_start
            AND ((lk.classid::bigint << 32) | lk.objid::bigint) = h.key)
        RETURNING h.id`;

@@ -4,6 +4,7 @@
  * time, so a reused pid cannot adopt them). Rows of ended sessions are ignored, and
  * removed by cleanup.
  */
+import type { HeldId, WaitNode } from '../engine.js';
 import type { CleanupResult, LockHolder, LockStatus, LockWaiter } from '../types.js';
 import { LockType } from '../types.js';
 import { advisoryKey, type PostgresEngine } from './engine.js';
@@ -66,7 +67,13 @@ function toStatus(engine: PostgresEngine, id: string, rows: Row[]): LockStatus {
   let exclusive = false;
   let held = false;
   for (const r of rows) {
+    if (r.granted !== true && r.mode !== null) {
+      waiters.push(waiterOf(r));
+      continue;
+    }
     if (r.granted !== true) {
+      // Waiting with no waiter row: metadata off, a session that is not lockwarden, or
+      // a row not written yet.
       waiters.push({
         type: r.lock_mode === 'ExclusiveLock' ? LockType.EXCLUSIVE : LockType.SHARED,
         user: (r.usename as string | null) ?? null,
@@ -107,6 +114,9 @@ function toStatus(engine: PostgresEngine, id: string, rows: Row[]): LockStatus {
     if (r.token !== null) holder.token = Number(r.token);
     holders.push(holder);
   }
+  waiters.sort((a, b) =>
+    a.since === null ? 1 : b.since === null ? -1 : a.since < b.since ? -1 : 1,
+  );
   return {
     id,
     state: exclusive ? 'exclusive' : held ? 'shared' : 'free',
@@ -114,4 +124,67 @@ function toStatus(engine: PostgresEngine, id: string, rows: Row[]): LockStatus {
     path: engine.locationOf(id),
     waiters,
   };
+}
+
+const iso = (v: unknown) => (v instanceof Date ? v.toISOString() : null);
+
+/** A waiter row, which status.ts got only because its session waits for the key. */
+function waiterOf(r: Row): LockWaiter {
+  const waiter: LockWaiter = {
+    type: r.mode === LockType.EXCLUSIVE ? LockType.EXCLUSIVE : LockType.SHARED,
+    user: (r.user as string | null) ?? null,
+    pid: (r.pid as number | null) ?? null,
+    hostname: (r.host as string | null) ?? null,
+    threadId: (r.thread as number | null) ?? null,
+    since: iso(r.acquired_at),
+    source: 'record',
+  };
+  if (r.info !== null && typeof r.info === 'object') waiter.info = r.info as LockWaiter['info'];
+  if (typeof r.timeout_ms === 'number') waiter.timeout = r.timeout_ms;
+  const deadline = iso(r.deadline);
+  if (deadline !== null) waiter.deadline = deadline;
+  return waiter;
+}
+
+/**
+ * Every waiting request of this namespace whose row its waiting session backs, with the
+ * holds its manager's holder rows (backed by granted locks in pg_locks) prove: deadlock
+ * detection's graph (deadlock.ts).
+ */
+export async function pgWaitGraph(engine: PostgresEngine): Promise<WaitNode[]> {
+  const rows = await readRows(engine, null);
+  /** What each manager (owner) holds of each id, proven by pg_locks: true if exclusive. */
+  const held = new Map<string, Map<string, boolean>>();
+  for (const r of rows) {
+    if (r.granted !== true || typeof r.owner !== 'string') continue;
+    const id = r.key_id as string;
+    const owners = held.get(id) ?? new Map<string, boolean>();
+    owners.set(r.owner, r.lock_mode === 'ExclusiveLock' || (owners.get(r.owner) ?? false));
+    held.set(id, owners);
+  }
+  const nodes: WaitNode[] = [];
+  for (const r of rows) {
+    if (r.granted === true || r.mode === null || typeof r.owner !== 'string') continue;
+    const w = waiterOf(r);
+    if (w.since === null || r.seq === null) continue;
+    const owner = r.owner;
+    const claimed = Array.isArray(r.holds) ? (r.holds as HeldId[]) : [];
+    const holds = claimed.filter((h) => {
+      const exclusive = held.get(h.id)?.get(owner);
+      return exclusive !== undefined && (exclusive || h.type === LockType.SHARED);
+    });
+    nodes.push({
+      id: r.key_id as string,
+      type: w.type,
+      user: w.user,
+      since: w.since,
+      seq: Number(r.seq),
+      holds,
+      owner,
+      pid: w.pid,
+      hostname: w.hostname,
+      threadId: w.threadId,
+    });
+  }
+  return nodes;
 }

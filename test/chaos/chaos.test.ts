@@ -99,6 +99,25 @@ describe('the chaos checker', () => {
       /pid 9, which had exited/,
     );
   });
+  test('accepts a deadlock failure inside a cycle of waits, and reports one with none', () => {
+    // a is inside x and waits for y; b is inside y and waits for x: b fails, a goes on.
+    const ends = (k: string, ns: number) => line({ e: 'out', k, ns: String(ns) });
+    const pair = (v: number) =>
+      line({ e: 'in', k: 'a', id: 'x', m: 'x', p: 1, t: 0, ns: '10', v: 0 }) +
+      line({ e: 'in', k: 'b', id: 'y', m: 'x', p: 2, t: 0, ns: '11', v: 0 }) +
+      line({ e: 'wait', k: 'a.w', id: 'y', p: 1, t: 0, h: 'a', ns: '20' }) +
+      line({ e: 'wait', k: 'b.w', id: v === 0 ? 'x' : 'z', p: 2, t: 0, h: 'b', ns: '30' }) +
+      line({ e: 'waited', k: 'b.w', ns: '2000000', r: 'ELOCKDEADLOCK' }) +
+      ends('b', 2000001) +
+      line({ e: 'waited', k: 'a.w', ns: '2000002', r: 'granted' }) +
+      ends('a', 2000003);
+    const real = check(pair(0), [], { x: 1, y: 1 }, new Map());
+    assert.deepEqual(real.violations, []);
+    assert.equal(real.deadlocks, 1);
+    const bogus = check(pair(1), [], { x: 1, y: 1 }, new Map());
+    assert.equal(bogus.falseDeadlocks, 1);
+    assert.match(bogus.violations.join('\n'), /false deadlock: request b\.w/);
+  });
 });
 
 test(`chaos: ${SECONDS} s of killed holders, cleanup, timeouts and aborts, with no violation`, {
@@ -135,4 +154,36 @@ test(`chaos: ${SECONDS} s of killed holders, cleanup, timeouts and aborts, with 
   );
   assert.ok(report.timeouts > 0 && report.aborts > 0 && report.busy > 0, JSON.stringify(report));
   assert.ok(report.samples > 100, `${report.samples} status samples`);
+});
+
+const DEADLOCK_SECONDS = Number(process.env.LOCKWARDEN_CHAOS_DEADLOCK_SECONDS ?? 30);
+
+test(`chaos with deadlocks: ${DEADLOCK_SECONDS} s of two ids locked in random order; every deadlock real`, {
+  timeout: (DEADLOCK_SECONDS + 120) * 1000,
+}, async (t) => {
+  const child = spawn(
+    process.execPath,
+    [RUN, '--seconds', String(DEADLOCK_SECONDS), '--seed', String(SEED), '--deadlocks', '--json'],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  const report = JSON.parse(out.trim().split('\n').pop() as string) as ChaosReport & {
+    seed: number;
+  };
+  t.diagnostic(
+    `operations ${report.operations}, pair waits ${report.pairWaits}, deadlocks ${report.deadlocks} (false ${report.falseDeadlocks}), violations ${report.violations.length}`,
+  );
+  assert.deepEqual(
+    report.violations,
+    [],
+    `replay with: npm run chaos -- --deadlocks --seconds ${DEADLOCK_SECONDS} --seed ${report.seed}`,
+  );
+  assert.equal(code, 0);
+  assert.ok(report.deadlocks > 0, `${report.deadlocks} deadlocks`);
+  assert.equal(report.falseDeadlocks, 0);
+  assert.ok(report.operations > 500, `${report.operations} operations`);
 });

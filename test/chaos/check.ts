@@ -1,8 +1,10 @@
 /**
  * The chaos checker: proves from the journal that no exclusive section overlapped any
  * other section of the same id, that every counter equals the increments of the sections
- * that reached their write, and that every status sample listed the holders alive through
- * it and nobody who had already exited.
+ * that reached their write, that every status sample listed the holders alive through
+ * it and nobody who had already exited, and (deadlock mode) that every request failed
+ * with ELOCKDEADLOCK was, just before it failed, in a cycle of waits: each request of it
+ * waiting for an id that the next one's call chain was inside (exclusively).
  */
 import type { JournalEvent } from './journal.js';
 
@@ -28,6 +30,10 @@ export interface ChaosReport {
   busyWaits: number;
   samples: number;
   tornLines: number;
+  /** Deadlock mode: requests made inside another section, those failed as deadlocked, and of those the ones with no cycle in the journal. */
+  pairWaits: number;
+  deadlocks: number;
+  falseDeadlocks: number;
   counters: Record<string, number>;
   violations: string[];
 }
@@ -45,6 +51,17 @@ interface Interval {
 }
 
 const NEVER = 1n << 62n;
+
+/** A request made inside section `hold` (its call chain holds that section's id). */
+interface Wait {
+  key: string;
+  id: string;
+  pid: number;
+  hold: string;
+  start: bigint;
+  end: bigint;
+  result: string | null;
+}
 
 export function check(
   journalText: string,
@@ -66,6 +83,9 @@ export function check(
     kills: 0,
     samples: samples.length,
     tornLines: 0,
+    pairWaits: 0,
+    deadlocks: 0,
+    falseDeadlocks: 0,
     counters,
     violations: [],
   };
@@ -75,6 +95,8 @@ export function check(
   };
   const open = new Map<string, Interval>();
   const intervals: Interval[] = [];
+  const openWaits = new Map<string, Wait>();
+  const waits: Wait[] = [];
   for (const line of journalText.split('\n')) {
     if (line === '') continue;
     let ev: JournalEvent;
@@ -113,7 +135,37 @@ export function check(
         }
         break;
       }
+      case 'wait': {
+        const w: Wait = {
+          key: ev.k,
+          id: ev.id,
+          pid: ev.p,
+          hold: ev.h,
+          start: BigInt(ev.ns),
+          end: NEVER,
+          result: null,
+        };
+        openWaits.set(ev.k, w);
+        waits.push(w);
+        report.pairWaits++;
+        break;
+      }
+      case 'waited': {
+        const w = openWaits.get(ev.k);
+        if (w === undefined) violate(`'waited' without 'wait' for ${ev.k}`);
+        else {
+          w.end = BigInt(ev.ns);
+          w.result = ev.r;
+          openWaits.delete(ev.k);
+        }
+        break;
+      }
       case 'kill':
+        for (const [k, w] of openWaits) {
+          if (w.pid !== ev.p) continue;
+          w.end = BigInt(ev.ns);
+          openWaits.delete(k);
+        }
         // Sections of the killed process still open ended by now. The conductor takes the
         // time before kill(2), so a section may have begun just after it: the victim runs
         // until the signal lands. The journal's order is the truth: its 'in' came first.
@@ -148,6 +200,7 @@ export function check(
     }
   }
   for (const iv of open.values()) violate(`section ${iv.key} on '${iv.id}' never ended`);
+  checkDeadlocks(waits, intervals, report, violate);
   report.completedExclusive = report.exclusiveSections - report.killedInExclusive;
 
   const byId = new Map<string, Interval[]>();
@@ -250,5 +303,64 @@ function checkSample(
       violate(
         `status of '${sample.id}' missed ${s.exclusive ? 'exclusive' : 'shared'} holder ${s.key}, inside throughout; it listed ${JSON.stringify(sample.holders)}`,
       );
+  }
+}
+
+/** How long before a deadlocked request failed its detector's reads may have been: two reads
+ * 200 ms apart, each slower under load, or with the detecting process stopped (SIGSTOP). */
+const DETECTION_WINDOW_NS = 3_000_000_000n;
+
+/**
+ * Every request failed as deadlocked must have been in a cycle while its detector read the
+ * graph, within DETECTION_WINDOW_NS before it failed (the cycle may break right after: a
+ * member killed, or timed out, before the victim's process journals its failure): at
+ * some moment then each request of the cycle was waiting for an id whose exclusive section
+ * the next request's call chain was inside. The state only changes at journaled moments, so
+ * those are the moments checked.
+ */
+function checkDeadlocks(
+  waits: Wait[],
+  intervals: Interval[],
+  report: ChaosReport,
+  violate: (text: string) => void,
+): void {
+  const sections = new Map(intervals.map((iv) => [iv.key, iv]));
+  const moments = [
+    ...new Set([
+      ...waits.flatMap((w) => [w.start, w.end]),
+      ...intervals.flatMap((iv) => [iv.start, iv.end]),
+    ]),
+  ].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const cycleAt = (victim: Wait, t: bigint): boolean => {
+    const waiting = waits.filter((w) => w.start <= t && w.end > t);
+    if (!waiting.includes(victim)) return false;
+    /** The requests `w` waits for at t: those whose chain is inside an exclusive section of w's id. */
+    const next = (w: Wait) =>
+      waiting.filter((v) => {
+        const held = sections.get(v.hold);
+        return v !== w && held?.id === w.id && held.start <= t && held.end > t;
+      });
+    const seen = new Set<Wait>();
+    const reaches = (from: Wait): boolean =>
+      next(from).some((v) => {
+        if (v === victim) return true;
+        if (seen.has(v)) return false;
+        seen.add(v);
+        return reaches(v);
+      });
+    return reaches(victim);
+  };
+  for (const victim of waits) {
+    if (victim.result !== 'ELOCKDEADLOCK') continue;
+    report.deadlocks++;
+    const from = victim.end - DETECTION_WINDOW_NS;
+    const times = moments.filter((t) => t >= from && t >= victim.start && t < victim.end);
+    times.push(victim.end - 1_000_000n);
+    if (!times.some((t) => cycleAt(victim, t))) {
+      report.falseDeadlocks++;
+      violate(
+        `false deadlock: request ${victim.key} for '${victim.id}' failed with ELOCKDEADLOCK, but no cycle of waits went through it in the ${DETECTION_WINDOW_NS / 1_000_000n} ms before`,
+      );
+    }
   }
 }

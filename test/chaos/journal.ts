@@ -14,6 +14,12 @@ export type JournalEvent =
   | { e: 'kill'; p: number; ns: string }
   | { e: 'stop'; p: number; ns: string }
   | { e: 'spin'; id: string; p: number }
+  /**
+   * Deadlock mode: request `k` of pid `p` asks for `id` at `ns` while its call chain is inside
+   * section `h` (of another id); `waited`: it got it (`r: 'granted'`) or failed (`r` = code).
+   */
+  | { e: 'wait'; k: string; id: string; p: number; t: number; h: string; ns: string }
+  | { e: 'waited'; k: string; ns: string; r: string }
   | { e: 'timeout' | 'abort' | 'busy'; id: string; p: number }
   | { e: 'error'; id: string; p: number; code: string; message: string };
 

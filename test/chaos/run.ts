@@ -1,5 +1,5 @@
 /**
- * npm run chaos -- --seconds N --seed S [--procs P] [--json] [--keep]
+ * npm run chaos -- --seconds N --seed S [--procs P] [--deadlocks] [--json] [--keep]
  *
  * The conductor: starts worker processes (some with worker threads, some as another uid)
  * and cleaners, kills one with SIGKILL at random moments and starts it again, samples
@@ -24,6 +24,8 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '60' },
     seed: { type: 'string' },
     procs: { type: 'string', default: '5' },
+    /** Some requests lock two ids in random order: deadlocks happen and must be real. */
+    deadlocks: { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
   },
@@ -33,7 +35,7 @@ const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : N
 const procs = Number(values.procs);
 if (!(seconds > 0) || !Number.isInteger(seed) || !(procs >= 2)) {
   process.stderr.write(
-    'usage: chaos [--seconds N>0] [--seed INTEGER] [--procs P>=2] [--json] [--keep]\n',
+    'usage: chaos [--seconds N>0] [--seed INTEGER] [--procs P>=2] [--deadlocks] [--json] [--keep]\n',
   );
   process.exit(64);
 }
@@ -87,6 +89,7 @@ function roles(): Role[] {
         ids: IDS,
         seed: deriveSeed(seed, slot, generation),
         threads: slot % 2 === 0 ? 2 : 1,
+        deadlocks: values.deadlocks,
       }),
       child: null,
       generation: 0,
@@ -236,6 +239,7 @@ if (values.json) {
     [
       `chaos: ${r.seconds} s, seed ${r.seed}, ${procs} worker processes (threads in half, ${IS_ROOT ? 'uid 65534 in a third' : 'all one uid: not root'}) and 2 cleaners`,
       `operations ${r.operations} (exclusive ${r.exclusiveSections}: completed ${r.completedExclusive}, killed inside ${r.killedInExclusive})`,
+      `deadlocks ${r.deadlocks} (false ${r.falseDeadlocks}), pair waits ${r.pairWaits}`,
       `kills ${r.kills}, stops ${r.stops}, busy waits ${r.busyWaits}, timeouts ${r.timeouts}, aborts ${r.aborts}, busy tryAcquire ${r.busy}, errors ${r.errors}`,
       `status samples ${r.samples}, counters ${JSON.stringify(r.counters)}, torn journal lines ${r.tornLines}`,
       `violations ${r.violations.length}`,

@@ -17,6 +17,11 @@ export interface WorkerConfig {
   ids: string[];
   seed: number;
   threads: number;
+  /**
+   * Deadlocks allowed: some requests lock two ids, exclusively, in random order (the second
+   * inside the first's withLock), journaling each such wait (see check.ts).
+   */
+  deadlocks: boolean;
 }
 
 const config: WorkerConfig = isMainThread
@@ -49,7 +54,79 @@ async function run(): Promise<void> {
   });
   const pid = process.pid;
   let n = 0;
+  /**
+   * Two ids in random order, both exclusive, the second asked for inside the first: with
+   * other workers doing the same, the orders cross and cycles form. Each section does the
+   * counter's read-modify-write, so the checker's exclusion and lost-update proofs cover it.
+   */
+  const pair = async () => {
+    const first = random.int(0, config.ids.length - 1);
+    let second = random.int(0, config.ids.length - 2);
+    if (second >= first) second++;
+    const id = config.ids[first] as string;
+    const next = config.ids[second] as string;
+    const outer = `${pid}.${threadId}.${n++}`;
+    const request = `${outer}.w`;
+    const inside = async (
+      key: string,
+      lockId: string,
+      index: number,
+      work: () => Promise<void>,
+    ) => {
+      const fd = counters[index] as number;
+      const value = readCounter(fd);
+      journal.write({
+        e: 'in',
+        k: key,
+        id: lockId,
+        m: 'x',
+        p: pid,
+        t: threadId,
+        ns: now(),
+        v: value,
+      });
+      await work();
+      writeCounter(fd, value + 1);
+      journal.write({ e: 'out', k: key, ns: now() });
+    };
+    await manager.withLock(id, LockType.EXCLUSIVE, { timeout: 10_000 }, () =>
+      inside(outer, id, first, async () => {
+        await sleep(random.int(0, 20));
+        journal.write({
+          e: 'wait',
+          k: request,
+          id: next,
+          p: pid,
+          t: threadId,
+          h: outer,
+          ns: now(),
+        });
+        try {
+          await manager.withLock(next, LockType.EXCLUSIVE, { timeout: 10_000 }, () => {
+            journal.write({ e: 'waited', k: request, ns: now(), r: 'granted' });
+            return inside(`${outer}.2`, next, second, () => sleep(random.int(0, 4)));
+          });
+        } catch (err) {
+          const code = (err as { code?: string }).code ?? 'unknown';
+          journal.write({ e: 'waited', k: request, ns: now(), r: code });
+          if (code !== 'ELOCKDEADLOCK' && code !== 'ELOCKTIMEOUT') throw err;
+        }
+      }),
+    );
+  };
+
   for (;;) {
+    if (config.deadlocks && random.chance(0.5)) {
+      try {
+        await pair();
+      } catch (err) {
+        const code = (err as { code?: string }).code ?? 'unknown';
+        if (code === 'ELOCKTIMEOUT') journal.write({ e: 'timeout', id: 'pair', p: pid });
+        else journal.write({ e: 'error', id: 'pair', p: pid, code, message: String(err) });
+      }
+      await sleep(random.int(0, 4));
+      continue;
+    }
     const index = random.int(0, config.ids.length - 1);
     const id = config.ids[index] as string;
     const exclusive = random.chance(0.45);
