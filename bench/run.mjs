@@ -47,6 +47,10 @@ const TOOLS = {
     label: 'lockwarden, metadata off',
     cmd: (...a) => [process.execPath, [NODE_WORKER, 'lockwarden-bare', ...a]],
   },
+  otel: {
+    label: 'lockwarden, OpenTelemetry MeterProvider registered',
+    cmd: (...a) => [process.execPath, [NODE_WORKER, 'lockwarden-otel', ...a]],
+  },
   cold: {
     label: 'lockwarden, cold start (no warm-up)',
     cmd: (...a) => [process.execPath, [NODE_WORKER, 'lockwarden', ...a]],
@@ -122,7 +126,15 @@ function percentile(xs, p) {
 
 // ---- scenarios ----------------------------------------------------------------------
 async function s1(tools) {
-  const counts = { c: 200_000, lockwarden: 100_000, bare: 100_000, pg: 5000, pl: 1000, py: 20_000 };
+  const counts = {
+    c: 200_000,
+    lockwarden: 100_000,
+    bare: 100_000,
+    otel: 100_000,
+    pg: 5000,
+    pl: 1000,
+    py: 20_000,
+  };
   const out = {};
   for (const tool of tools) {
     const f = freshRoot();
@@ -398,7 +410,7 @@ try {
 console.log(`machine: ${machine()}`);
 const results = {};
 const plan = {
-  s1: () => s1(extra([...base, 'pg', 'flock1', 'pl', 'py'])),
+  s1: () => s1(extra([...base, 'otel', 'pg', 'flock1', 'pl', 'py'])),
   s2: () => s2(extra([...base, 'pg', 'floor', 'pl', 'py'])),
   s3: () => s3(extra([...base, 'cold', 'pg', 'flock1', 'pl', 'py'])),
   s4: () => s4(extra(['c', 'lockwarden', 'pg'])),

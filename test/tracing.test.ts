@@ -6,6 +6,7 @@ import { describe, test } from 'node:test';
 import {
   type AcquireTraceContext,
   LockAbortedError,
+  LockDeadlockError,
   LockManager,
   LockTimeoutError,
   LockType,
@@ -136,5 +137,44 @@ describe('the lockwarden:acquire TracingChannel', () => {
     });
     // token 1: the first grant's token was never read, so no counter write happened.
     assert.deepEqual(JSON.parse(out), { busy: null, token: 1, errors: 12 });
+  });
+
+  test('a deadlocked request ends with outcome deadlock and an error event', async (t) => {
+    const root = tempRoot(t);
+    const opts = { deadlockTimeout: 200, cleanupOnStart: false };
+    const a = new LockManager(root, opts);
+    const b = new LockManager(root, opts);
+    t.after(() => a.close());
+    t.after(() => b.close());
+    let entered = 0;
+    let bothIn: () => void = () => {};
+    const both = new Promise<void>((resolve) => {
+      bothIn = resolve;
+    });
+    const enter = async () => {
+      if (++entered === 2) bothIn();
+      await both;
+    };
+    const seen = subscribe(t);
+    // a holds x and wants y; b holds y and wants x: a cycle, one of them its victim.
+    const cross = (m: LockManager, first: string, second: string) =>
+      m.withLock(first, EXCLUSIVE, async () => {
+        await enter();
+        return m.acquire(second, EXCLUSIVE, { timeout: 10_000 }).then(
+          async (h) => {
+            await h.release();
+            return 'granted';
+          },
+          (err: unknown) => err,
+        );
+      });
+    const results = await Promise.all([cross(a, 'x', 'y'), cross(b, 'y', 'x')]);
+    assert.equal(results.filter((r) => r instanceof LockDeadlockError).length, 1, String(results));
+    assert.equal(results.filter((r) => r === 'granted').length, 1);
+    const ends = seen.filter(([n]) => n === 'asyncEnd').map(([, c]) => c);
+    assert.equal(ends.filter((c) => c.outcome === 'deadlock').length, 1);
+    const errors = seen.filter(([n]) => n === 'error').map(([, c]) => c);
+    assert.equal(errors.length, 1);
+    assert.ok(errors[0]?.error instanceof LockDeadlockError);
   });
 });

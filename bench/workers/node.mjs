@@ -18,6 +18,17 @@ import { LockManager } from 'lockwarden';
 import properLockfile from 'proper-lockfile';
 
 const [tool, mode, path, ...args] = process.argv.slice(2);
+if (tool === 'lockwarden-otel') {
+  // The metrics' cost with an SDK listening (issue 16): a MeterProvider registered before
+  // the manager's first request, exporting to memory once a minute.
+  const { metrics } = await import('@opentelemetry/api');
+  const sdk = await import('@opentelemetry/sdk-metrics');
+  const reader = new sdk.PeriodicExportingMetricReader({
+    exporter: new sdk.InMemoryMetricExporter(sdk.AggregationTemporality.CUMULATIVE),
+    exportIntervalMillis: 60_000,
+  });
+  metrics.setGlobalMeterProvider(new sdk.MeterProvider({ readers: [reader] }));
+}
 const ns = () => process.hrtime.bigint(); // CLOCK_MONOTONIC, the clock ref.c and Python use
 const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 const next = async () => (await lines.next()).value;
@@ -44,6 +55,7 @@ function locker(file = path) {
   }
   // lockwarden-pg: the same id on the PostgreSQL server at $BENCH_PG_URL (loopback).
   const store = tool === 'lockwarden-pg' ? process.env.BENCH_PG_URL : dirname(dirname(path));
+  // lockwarden-otel: as lockwarden, with a MeterProvider registered (see above).
   const manager = new LockManager(store, {
     cleanupOnStart: false,
     metadata: tool !== 'lockwarden-bare',
