@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -157,5 +158,44 @@ describe('stale cleanup', () => {
     await h.release();
     await m.close();
     await other.close();
+  });
+
+  test("a reader's announcement kept open across cleanup is made again, not left deleted", async (t) => {
+    const root = tempRoot(t);
+    const holder = await HolderChild.start(t, root, { cleanupOnStart: false });
+    const reader = new LockManager(root, { cleanupOnStart: false });
+    t.after(() => reader.close());
+    // Resolves when the reader manager starts waiting for 'db'.
+    const waiting = () =>
+      new Promise<void>((resolve) => {
+        const on = (m: unknown) => {
+          if ((m as { id: string }).id !== 'db') return;
+          unsubscribe('lockwarden:wait', on);
+          resolve();
+        };
+        subscribe('lockwarden:wait', on);
+      });
+    // The reader waits once behind a writer (it announces itself), then goes idle with
+    // its descriptors cached; cleanup removes the announcement nobody holds.
+    await holder.request({ op: 'acquire', id: 'db', type: EXCLUSIVE });
+    let wait = waiting();
+    const first = reader.acquire('db', SHARED, { timeout: 10_000 });
+    await wait;
+    await holder.request({ op: 'release', id: 'db' });
+    await (await first).release();
+    const cleaner = new LockManager(root, { cleanupOnStart: false });
+    t.after(() => cleaner.close());
+    assert.deepEqual((await cleaner.cleanupStaleLocks()).removed, ['db']);
+    // It waits again: its announcement must be on the file writers look at.
+    await holder.request({ op: 'acquire', id: 'db', type: EXCLUSIVE });
+    wait = waiting();
+    const second = reader.acquire('db', SHARED, { timeout: 10_000 });
+    await wait;
+    const rwait = join(root, '.locks', 'db.rwait');
+    assert.ok(existsSync(rwait), 'the announcement file is there for writers to see');
+    const probe = await run('flock', ['-n', '-x', rwait, 'true']);
+    assert.equal(probe.code, 1, 'a writer sees a reader waiting');
+    await holder.request({ op: 'release', id: 'db' });
+    await (await second).release();
   });
 });

@@ -6,7 +6,7 @@
  */
 import { closeSync, fstatSync, lstatSync, openSync } from 'node:fs';
 import { LockFileError } from '../errors.js';
-import { touchFd, tryLockFd, unlockFd } from '../sys/flock.js';
+import { touchFd, unlockFd } from '../sys/flock.js';
 import type { FileEngine } from './engine.js';
 import { lockNamed, OPEN_EXISTING, openLockFile } from './lock-file.js';
 import type { Slot } from './slots.js';
@@ -71,17 +71,38 @@ function openRwait(engine: FileEngine, slot: Slot, create: boolean): boolean {
   return slot.rwait >= 0;
 }
 
+/**
+ * Locks the announcement of `slot` without waiting, checking that its path still names it
+ * (as lockGate does): cleanup removes an announcement nobody holds, and a descriptor kept
+ * open across that would announce on a deleted file nobody else sees. 'none' when there
+ * is no announcement to use (not made, and `create` is false; or gateless).
+ */
+function lockRwait(
+  engine: FileEngine,
+  slot: Slot,
+  exclusive: boolean,
+  create: boolean,
+): 'held' | 'busy' | 'none' {
+  const { key } = slot;
+  for (;;) {
+    if (!openRwait(engine, slot, create)) return 'none';
+    const got = lockNamed(slot.rwait, exclusive, key.rwaitPath, key.id);
+    if (got !== 'moved') return got;
+    closeSync(slot.rwait);
+    slot.rwait = -1;
+  }
+}
+
 /** True while some reader waits for this id (it holds the announcement file shared). */
 export function readersWaiting(engine: FileEngine, slot: Slot): boolean {
-  if (!openRwait(engine, slot, false)) return false; // never announced: nobody waits
-  if (!tryLockFd(slot.rwait, true, slot.key.rwaitPath)) return true;
-  unlockFd(slot.rwait, slot.key.rwaitPath);
-  return false;
+  const got = lockRwait(engine, slot, true, false); // never announced: nobody waits
+  if (got === 'held') unlockFd(slot.rwait, slot.key.rwaitPath);
+  return got === 'busy';
 }
 
 /** A waiting reader says so; false if that could not be said (then it just waits). */
 export function announceReader(engine: FileEngine, slot: Slot): boolean {
-  return openRwait(engine, slot, true) && tryLockFd(slot.rwait, false, slot.key.rwaitPath);
+  return lockRwait(engine, slot, false, true) === 'held';
 }
 
 export function withdrawReader(slot: Slot): void {
