@@ -81,9 +81,8 @@ test('query() shows the holders and waiters of other processes, named by clientI
       ['shared', me],
     ].sort(),
   );
-  // The file engine knows a waiting process's pid but not its thread: `host:pid:?`.
-  const waiting = writer.clientId.replace(/:\d+$/, ':?');
-  assert.deepEqual(q.pending, [{ name: 'scan', mode: 'exclusive', clientId: waiting }]);
+  // A waiting process publishes its wait with its thread (waiter records): its own clientId.
+  assert.deepEqual(q.pending, [{ name: 'scan', mode: 'exclusive', clientId: writer.clientId }]);
   const status = await m.getLockStatus('scan');
   assert.equal(status.holders.length, q.held.length);
   // The other process sees the same picture.
