@@ -12,6 +12,7 @@ import { dirname, join, relative } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { LockManager } from 'lockwarden';
 
 export const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
 export const NOBODY = { uid: 65534, gid: 65534 };
@@ -126,6 +127,13 @@ process.on('exit', () => {
     }
   }
 });
+
+/** A manager on `root` that never cleans on start, closed when the test ends. */
+export function managerFor(t: TestContext, root: string): LockManager {
+  const m = new LockManager(root, { cleanupOnStart: false });
+  t.after(() => m.close());
+  return m;
+}
 
 /** A fresh directory removed when the test ends; `shared` makes it world-writable (1777). */
 export function tempRoot(t: TestContext, shared = false): string {

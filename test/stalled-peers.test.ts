@@ -8,9 +8,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { LockManager, LockTimeoutError, LockType } from 'lockwarden';
+import { LockTimeoutError, LockType } from 'lockwarden';
 import { env, lockwarden } from './cli-helpers.js';
-import { HolderChild, type Reply, tempRoot } from './helpers.js';
+import { HolderChild, managerFor, type Reply, tempRoot } from './helpers.js';
 
 const { SHARED, EXCLUSIVE } = LockType;
 /** Longer than the documented grace (100 ms after the release), with room for a slow machine. */
@@ -44,21 +44,15 @@ async function stop(t: import('node:test').TestContext, child: HolderChild): Pro
   assert.fail(`pid ${child.pid} did not stop`);
 }
 
-function manager(t: import('node:test').TestContext, root: string): LockManager {
-  const m = new LockManager(root, { cleanupOnStart: false });
-  t.after(() => m.close());
-  return m;
-}
-
 describe('a waiter that does not act', () => {
   test('a stopped waiting writer holds readers back from a free lock for the grace only', async (t) => {
     const root = tempRoot(t);
-    const holder = manager(t, root);
+    const holder = managerFor(t, root);
     const held = await holder.acquire('x', SHARED);
     const { child, granted } = await waitingChild(t, root, 'x', EXCLUSIVE);
     await stop(t, child);
     await held.release();
-    const other = manager(t, root);
+    const other = managerFor(t, root);
     assert.equal((await other.getLockStatus('x')).state, 'free');
     const reader = await other.acquire('x', SHARED, { timeout: 2000 });
     await reader.release();
@@ -75,12 +69,12 @@ describe('a waiter that does not act', () => {
 
   test('a stopped waiting reader holds writers back from a free lock for the grace only', async (t) => {
     const root = tempRoot(t);
-    const holder = manager(t, root);
+    const holder = managerFor(t, root);
     const held = await holder.acquire('y', EXCLUSIVE);
     const { child, granted } = await waitingChild(t, root, 'y', SHARED);
     await stop(t, child);
     await held.release();
-    const other = manager(t, root);
+    const other = managerFor(t, root);
     const writer = await other.acquire('y', EXCLUSIVE, { timeout: 2000 });
     await writer.release();
     await sleep(PAST_GRACE_MS);
@@ -95,13 +89,13 @@ describe('a waiter that does not act', () => {
 
   test('a waiting writer whose event loop is busy does not keep readers from a free lock', async (t) => {
     const root = tempRoot(t);
-    const holder = manager(t, root);
+    const holder = managerFor(t, root);
     const held = await holder.acquire('z', SHARED);
     const { child, granted } = await waitingChild(t, root, 'z', EXCLUSIVE);
     const spun = child.request({ op: 'spin', count: 3000 });
     assert.equal((await spun).value, 'spinning');
     await held.release();
-    const other = manager(t, root);
+    const other = managerFor(t, root);
     const reader = await other.acquire('z', SHARED, { timeout: 2000 });
     await reader.release();
     assert.equal((await granted)?.ok, true);
@@ -109,11 +103,11 @@ describe('a waiter that does not act', () => {
 
   test('a reader held back by a writer in line is told who that writer is', async (t) => {
     const root = tempRoot(t);
-    const holder = manager(t, root);
+    const holder = managerFor(t, root);
     const held = await holder.acquire('w', SHARED);
     t.after(() => held.release());
     const { child } = await waitingChild(t, root, 'w', EXCLUSIVE);
-    const other = manager(t, root);
+    const other = managerFor(t, root);
     const err = await other.acquire('w', SHARED, { timeout: 100 }).catch((e: unknown) => e);
     assert.ok(err instanceof LockTimeoutError, String(err));
     assert.match(err.message, new RegExp(`writer .*waiting.*pid ${child.pid}`));

@@ -7,13 +7,14 @@ import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync, readdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { LockFileError, LockManager, LockType } from 'lockwarden';
+import { LockFileError, type LockManager, LockType } from 'lockwarden';
 import { env, gone, lockwarden, startHolding } from './cli-helpers.js';
 import {
   FIXTURES,
   forUser,
   HolderChild,
   IS_ROOT,
+  managerFor,
   NOBODY,
   needsRoot,
   run,
@@ -23,12 +24,6 @@ import {
 
 const { SHARED, EXCLUSIVE } = LockType;
 const FORGE = join(FIXTURES, '../../../test/fixtures/forge-record.py');
-
-function manager(t: import('node:test').TestContext, root: string): LockManager {
-  const m = new LockManager(root, { cleanupOnStart: false });
-  t.after(() => m.close());
-  return m;
-}
 
 async function exclusiveToken(m: LockManager, id: string): Promise<number> {
   const h = await m.acquire(id, EXCLUSIVE, { timeout: 5000 });
@@ -61,7 +56,7 @@ describe('fencing tokens against another user', () => {
     skip: needsRoot('rewrites counters as uid 65534'),
   }, async (t) => {
     const root = tempRoot(t, true);
-    const m = manager(t, root);
+    const m = managerFor(t, root);
     let last = 0;
     for (let i = 0; i < 5; i++) last = await exclusiveToken(m, 't');
     assert.equal(last, 5);
@@ -91,7 +86,7 @@ describe('fencing tokens against another user', () => {
 
   test("a counter of one's own that cannot be parsed is an error naming it, not 0", async (t) => {
     const root = tempRoot(t);
-    const m = manager(t, root);
+    const m = managerFor(t, root);
     for (let i = 0; i < 3; i++) await exclusiveToken(m, 'c');
     const counters = readdirSync(join(root, '.locks')).filter((f) => f.includes('token'));
     assert.ok(counters.length > 0, 'a counter file exists');
@@ -108,7 +103,7 @@ describe('fencing tokens against another user', () => {
 describe('records that claim a holder', () => {
   test('a record naming another host never makes a free lock on a local disk look held', async (t) => {
     const root = tempRoot(t, true);
-    const m = manager(t, root);
+    const m = managerFor(t, root);
     await (await m.acquire('x', SHARED)).release();
     const holders = join(root, '.locks', 'x.holders');
     mkdirSync(holders, { recursive: true });
@@ -150,7 +145,7 @@ describe('holders that outlive the process that took the lock', () => {
     t.after(() => {
       if (alive(sleeper)) process.kill(sleeper, 'SIGKILL');
     });
-    const status = await manager(t, root).getLockStatus('bg');
+    const status = await managerFor(t, root).getLockStatus('bg');
     assert.equal(status.state, 'exclusive');
     const pids = status.holders.map((h) => h.pid);
     assert.ok(pids.includes(sleeper), `status names the living holder: ${JSON.stringify(status)}`);
@@ -177,7 +172,7 @@ describe('holders that outlive the process that took the lock', () => {
     });
     proc.kill('SIGKILL');
     assert.ok(await gone(proc.pid as number));
-    const status = await manager(t, root).getLockStatus('k');
+    const status = await managerFor(t, root).getLockStatus('k');
     assert.equal(status.state, 'exclusive');
     const pids = status.holders.map((h) => h.pid);
     assert.ok(

@@ -111,39 +111,35 @@ export function table(head: string[], rows: (string | number)[][]): string {
     .join('\n');
 }
 
+/** One table row: a holder (state = the id's) or a waiter (state `waiting`). */
+function row(
+  id: string,
+  state: string,
+  who: Pick<LockHolder, 'type' | 'user' | 'pid' | 'hostname'>,
+  since: string | null,
+  now: Date,
+): (string | number)[] {
+  return [
+    id,
+    state,
+    who.type,
+    who.user ?? '?',
+    who.pid ?? '?',
+    who.hostname ?? '?',
+    since === null ? '?' : clock(since, now),
+    since === null ? '?' : duration(now.getTime() - Date.parse(since)),
+  ];
+}
+
 /** One row per holder (one for a free id): id, state, mode, user, pid, host, since, for. */
 export function statusTable(statuses: LockStatus[], now = new Date()): string {
   const rows: (string | number)[][] = [];
   for (const s of statuses) {
     if (s.holders.length === 0 && s.waiters.length === 0)
       rows.push([s.id, s.state, '-', '-', '-', '-', '-', '-']);
-    for (const h of s.holders) {
-      const since = h.acquiredAt;
-      rows.push([
-        s.id,
-        s.state,
-        h.type,
-        h.user ?? '?',
-        h.pid ?? '?',
-        h.hostname ?? '?',
-        since === null ? '?' : clock(since, now),
-        since === null ? '?' : duration(now.getTime() - Date.parse(since)),
-      ]);
-    }
+    for (const h of s.holders) rows.push(row(s.id, s.state, h, h.acquiredAt, now));
     // Below the holders, the requests waiting in line: state `waiting`, for how long.
-    for (const w of s.waiters) {
-      const since = w.since;
-      rows.push([
-        s.id,
-        'waiting',
-        w.type,
-        w.user ?? '?',
-        w.pid ?? '?',
-        w.hostname ?? '?',
-        since === null ? '?' : clock(since, now),
-        since === null ? '?' : duration(now.getTime() - Date.parse(since)),
-      ]);
-    }
+    for (const w of s.waiters) rows.push(row(s.id, 'waiting', w, w.since, now));
   }
   return table(['ID', 'STATE', 'MODE', 'USER', 'PID', 'HOST', 'SINCE', 'FOR'], rows);
 }
